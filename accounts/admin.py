@@ -1,0 +1,113 @@
+"""Staff management of firms, programs, accounts and access; actions call services."""
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from accounts.models import AccountMembership, Firm, Program, TradingAccount
+from accounts.services import grant_account_access, revoke_account_access
+from config.errors import DomainError
+from orders.services import flatten_account
+from risk.services import halt_account, resume_account
+
+
+@admin.register(Firm)
+class FirmAdmin(admin.ModelAdmin):
+    list_display = ["name", "website", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Program)
+class ProgramAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "firm", "phase", "starting_balance", "currency", "is_active"]
+    list_filter = ["firm", "phase", "is_active"]
+    search_fields = ["name", "firm__name"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = AccountMembership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "can_trade", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(TradingAccount)
+class TradingAccountAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "name",
+        "program",
+        "broker_connection",
+        "broker_account_id",
+        "balance",
+        "status",
+        "trading_state",
+        "trading_state_reason",
+    ]
+    list_filter = ["status", "trading_state", "program__firm", "program", "broker_connection"]
+    search_fields = ["name", "broker_account_id", "memberships__user__username"]
+    list_select_related = ["program__firm", "broker_connection"]
+    readonly_fields = ["balance", "trading_state", "trading_state_reason", "created_at", "updated_at"]
+    inlines = [MembershipInline]
+    actions = ["flatten_selected", "halt_selected", "resume_selected"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: TradingAccount | None = None) -> list[str]:
+        # Balance moves only through fills; it is set once, from the starting balance.
+        return self.readonly_fields if obj else ["trading_state", "trading_state_reason", "created_at", "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: TradingAccount, form: object, change: bool) -> None:
+        if not change and obj.balance is None:
+            obj.balance = obj.starting_balance
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request: HttpRequest, form: object, formset: object, change: bool) -> None:
+        # Access changes go through the services so open live connections are told at once.
+        instances = formset.save(commit=False)  # type: ignore[attr-defined]
+        for membership in formset.deleted_objects:  # type: ignore[attr-defined]
+            revoke_account_access(membership=membership)
+        for membership in instances:
+            grant_account_access(user=membership.user, account=membership.account, can_trade=membership.can_trade)
+
+    @admin.action(description="Flatten: cancel working orders and close all positions")
+    def flatten_selected(self, request: HttpRequest, queryset: QuerySet[TradingAccount]) -> None:
+        for account in queryset:
+            try:
+                result = flatten_account(account=account, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"{account}: {exc.detail}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{account}: {len(result.canceled)} orders cancelled, {len(result.closing)} closing orders sent.",
+            )
+
+    @admin.action(description="Halt trading (closing positions stays possible)")
+    def halt_selected(self, request: HttpRequest, queryset: QuerySet[TradingAccount]) -> None:
+        for account in queryset:
+            halt_account(account=account, reason=f"Halted by {request.user.get_username()}.", actor=request.user)
+        self.message_user(request, f"{queryset.count()} account(s) halted.")
+
+    @admin.action(description="Resume trading")
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[TradingAccount]) -> None:
+        for account in queryset:
+            resume_account(account=account, actor=request.user)
+        self.message_user(request, f"{queryset.count()} account(s) resumed.")
+
+
+@admin.register(AccountMembership)
+class AccountMembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "account", "can_trade", "created_at"]
+    list_filter = ["can_trade", "account__program__firm"]
+    search_fields = ["user__username", "account__name"]
+    autocomplete_fields = ["user", "account"]
+
+    def save_model(self, request: HttpRequest, obj: AccountMembership, form: object, change: bool) -> None:
+        obj.pk = grant_account_access(user=obj.user, account=obj.account, can_trade=obj.can_trade).pk
+
+    def delete_model(self, request: HttpRequest, obj: AccountMembership) -> None:
+        revoke_account_access(membership=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AccountMembership]) -> None:
+        for membership in queryset:
+            revoke_account_access(membership=membership)

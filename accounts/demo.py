@@ -1,0 +1,109 @@
+"""Demo data for `make run`: firms, 50K programs, traders, paper accounts, CME instruments.
+
+Idempotent: running it again updates what exists and creates only what is missing.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from accounts.domain import Phase
+from accounts.models import AccountMembership, Firm, Program, TradingAccount
+from accounts.services import grant_account_access, open_trading_account
+from brokers.adapters.paper import PaperBroker
+from brokers.models import BrokerConnection, BrokerKind, Environment
+from brokers.paper import feed, venue
+from brokers.paper.models import VenueContract
+from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
+
+FIRMS = {
+    "Topstep": ("https://www.topstep.com", "50K Trading Combine"),
+    "Apex Trader Funding": ("https://apextraderfunding.com", "50K EOD Evaluation"),
+    "TradeDay": ("https://www.tradeday.com", "50K Intraday Evaluation"),
+}
+
+# Fixed demo logins, printed by seed_demo and listed in the README. Demo only.
+USERS = {
+    "staff": ("propdesk-staff", True),
+    "alice": ("propdesk-alice", False),
+    "bob": ("propdesk-bob", False),
+}
+
+ACCOUNTS = [  # name, firm, broker account id, trader
+    ("Topstep 50K #1", "Topstep", "PAPER-0001", "alice"),
+    ("Apex 50K #1", "Apex Trader Funding", "PAPER-0002", "alice"),
+    ("TradeDay 50K #1", "TradeDay", "PAPER-0003", "bob"),
+    ("Topstep 50K #2", "Topstep", "PAPER-0004", "bob"),
+    ("Apex 50K #2", "Apex Trader Funding", "PAPER-0005", "bob"),
+]
+
+
+@dataclass
+class DemoSummary:
+    logins: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    accounts: list[str] = field(default_factory=list)
+    instruments: list[str] = field(default_factory=list)
+
+
+def seed_demo() -> DemoSummary:
+    summary = DemoSummary()
+    with transaction.atomic():
+        rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
+        summary.instruments = [i.symbol for i in load_instruments(rows)]
+        for row in rows:
+            paper = row.get("paper")
+            if paper:
+                venue.list_contract(
+                    symbol=row["symbol"],
+                    tick_size=Decimal(row["tick_size"]),
+                    tick_value=Decimal(row["tick_value"]),
+                    start_price=Decimal(paper["start_price"]),
+                    fee_per_contract=Decimal(paper["fee_per_contract"]),
+                )
+
+        connection, _ = BrokerConnection.objects.get_or_create(
+            name="Paper (demo)", defaults={"kind": BrokerKind.PAPER, "environment": Environment.DEMO}
+        )
+        programs = {}
+        for firm_name, (website, program_name) in FIRMS.items():
+            firm, _ = Firm.objects.get_or_create(name=firm_name, defaults={"website": website})
+            programs[firm_name], _ = Program.objects.get_or_create(
+                firm=firm,
+                name=program_name,
+                defaults={"phase": Phase.EVALUATION, "starting_balance": Decimal("50000")},
+            )
+
+        user_model = get_user_model()
+        users = {}
+        for username, (password, is_staff) in USERS.items():
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": is_staff, "is_superuser": is_staff}
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+            users[username] = user
+            summary.logins[username] = password
+            summary.tokens[username] = Token.objects.get_or_create(user=user)[0].key
+
+        adapter = PaperBroker(connection)
+        for name, firm_name, ref, trader in ACCOUNTS:
+            account = TradingAccount.objects.filter(broker_connection=connection, broker_account_id=ref).first()
+            if account is None:
+                account = open_trading_account(
+                    name=name, program=programs[firm_name], broker_connection=connection, broker_account_id=ref
+                )
+            adapter.open_account(account_ref=ref, cash=account.starting_balance)
+            if not AccountMembership.objects.filter(account=account, user=users[trader]).exists():
+                grant_account_access(user=users[trader], account=account)
+            summary.accounts.append(f"{name} ({trader})")
+
+    # Opening prices, so market orders fill before the simulator has ticked.
+    for contract in VenueContract.objects.filter(is_listed=True):
+        if venue.market_price(contract.symbol) is None:
+            feed.publish_price(symbol=contract.symbol, price=contract.start_price)
+    return summary

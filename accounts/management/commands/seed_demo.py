@@ -1,0 +1,18 @@
+"""Create (or refresh) the demo firms, traders, paper accounts and instruments."""
+
+from django.core.management.base import BaseCommand
+
+from accounts.demo import seed_demo
+
+
+class Command(BaseCommand):
+    help = "Seed demo data for the paper broker (idempotent)."
+
+    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        summary = seed_demo()
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(f"Instruments: {', '.join(summary.instruments)}")
+        self.stdout.write(f"Accounts: {'; '.join(summary.accounts)}")
+        self.stdout.write("Logins (username / password / API token):")
+        for username, password in summary.logins.items():
+            self.stdout.write(f"  {username:<6} {password:<16} {summary.tokens[username]}")

@@ -1,0 +1,45 @@
+"""Permission-scoped reads of accounts: the only way views, consumers and services fetch them."""
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from accounts.models import TradingAccount
+from config.errors import DomainError, NotFoundError
+
+User = AbstractBaseUser | AnonymousUser
+
+
+class AccountNotFound(NotFoundError):
+    code = "account_not_found"
+
+
+class NotAllowedToTrade(DomainError):
+    code = "not_allowed_to_trade"
+    http_status = 403
+
+
+def accounts_visible_to(user: User):  # -> TradingAccountQuerySet
+    return TradingAccount.objects.visible_to(user).select_related("program__firm", "broker_connection")
+
+
+def visible_account_ids(user: User) -> list[int]:
+    return list(TradingAccount.objects.visible_to(user).values_list("pk", flat=True))
+
+
+def get_account_for_user(*, user: User, account_id: int | str) -> TradingAccount:
+    """The account if the user may see it; otherwise the same 404 as for an account that does not exist."""
+    try:
+        return accounts_visible_to(user).get(pk=int(account_id))
+    except (TradingAccount.DoesNotExist, ValueError, TypeError):
+        raise AccountNotFound(f"No account {account_id} among your accounts.", field="account") from None
+
+
+def get_tradable_account_for_user(*, user: User, account_id: int | str) -> TradingAccount:
+    account = get_account_for_user(user=user, account_id=account_id)
+    if not TradingAccount.objects.tradable_by(user).filter(pk=account.pk).exists():
+        raise NotAllowedToTrade(f"You may watch account {account.name} but not trade it.", field="account")
+    return account
+
+
+def user_can_view_account(*, user: User, account_id: int) -> bool:
+    return TradingAccount.objects.visible_to(user).filter(pk=account_id).exists()

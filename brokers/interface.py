@@ -1,0 +1,152 @@
+"""The broker adapter contract: one Protocol exchanging frozen dataclasses with Decimal prices.
+
+Adapters only translate: our requests into the venue's wire format, the venue's answers and
+pushed events into the reports below, and the venue's errors into `brokers.errors`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+
+class Capability(StrEnum):
+    MODIFY = "modify"
+    PARTIAL_CLOSE = "partial_close"
+    NATIVE_BRACKETS = "native_brackets"
+    OCO = "oco"
+    TRAILING_STOP = "trailing_stop"
+    FUTURES = "futures"
+    EQUITIES = "equities"
+    OPTIONS = "options"
+
+
+class ReportedStatus(StrEnum):
+    """An order's state as the broker reports it (its vocabulary, before we map it to ours)."""
+
+    WORKING = "working"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    account_ref: str
+    client_order_id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    quantity: int
+    order_type: str  # "market" | "limit" | "stop" | "stop_limit"
+    time_in_force: str  # "day" | "gtc"
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class BrokerOrder:
+    """An order status report: what the broker says about one order right now."""
+
+    account_ref: str
+    broker_order_id: str
+    client_order_id: str | None  # None for orders placed outside propdesk
+    symbol: str
+    side: str
+    quantity: int
+    order_type: str
+    status: ReportedStatus
+    filled_quantity: int
+    avg_fill_price: Decimal | None
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class BrokerFill:
+    """A fill report. `fill_id` is unique at the broker; we apply each one exactly once."""
+
+    account_ref: str
+    fill_id: str
+    broker_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    fee: Decimal
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    account_ref: str
+    symbol: str
+    quantity: int  # signed: long > 0, short < 0
+    avg_price: Decimal
+
+
+@dataclass(frozen=True)
+class Balance:
+    account_ref: str
+    currency: str
+    cash: Decimal
+
+
+@dataclass(frozen=True)
+class Quote:
+    symbol: str
+    last: Decimal
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    ok: bool
+    detail: str
+
+
+Report = BrokerOrder | BrokerFill
+
+
+class BrokerAdapter(Protocol):
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder: ...
+
+    def modify_order(
+        self,
+        *,
+        account_ref: str,
+        client_order_id: str,
+        quantity: int | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> BrokerOrder: ...
+
+    def cancel_order(self, *, account_ref: str, client_order_id: str) -> BrokerOrder: ...
+
+    def get_order(self, *, account_ref: str, client_order_id: str) -> BrokerOrder | None: ...
+
+    def list_open_orders(self, *, account_ref: str) -> list[BrokerOrder]: ...
+
+    def list_fills(self, *, account_ref: str, since: datetime) -> list[BrokerFill]: ...
+
+    def get_positions(self, *, account_ref: str) -> list[BrokerPosition]: ...
+
+    def get_balances(self, *, account_ref: str) -> list[Balance]: ...
+
+    def close_position(self, *, account_ref: str, symbol: str, quantity: int | None = None) -> BrokerOrder: ...
+
+    def get_quotes(self, symbols: Sequence[str]) -> list[Quote]: ...
+
+    def health(self) -> HealthReport: ...
+
+    def parse_events(self, events: Sequence[dict[str, object]]) -> list[Report]:
+        """Translate events the broker pushed (its stream / callbacks) into reports."""
+        ...

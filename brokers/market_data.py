@@ -1,0 +1,34 @@
+"""Last prices per instrument, kept in Redis; every write is also pushed to the symbol's quote group."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from brokers.realtime import publish_quote
+from config.redis_client import get_redis, key
+
+
+def _prices_key() -> str:
+    return key("prices", "last")
+
+
+def record_last_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> None:
+    at = at or timezone.now()
+    redis = get_redis()
+    redis.hset(_prices_key(), mapping={symbol: str(price), f"{symbol}@": at.isoformat()})
+    publish_quote(symbol=symbol, price=price, at=at)
+
+
+def get_last_price(symbol: str) -> Decimal | None:
+    value = get_redis().hget(_prices_key(), symbol)
+    return Decimal(value) if value is not None else None
+
+
+def get_last_prices(symbols: Iterable[str]) -> dict[str, Decimal]:
+    symbols = list(dict.fromkeys(symbols))
+    if not symbols:
+        return {}
+    values = get_redis().hmget(_prices_key(), symbols)
+    return {s: Decimal(v) for s, v in zip(symbols, values, strict=True) if v is not None}

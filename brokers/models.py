@@ -1,0 +1,127 @@
+"""Instruments we can trade and the broker connections accounts trade through."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from brokers.fields import EncryptedJSONField
+
+PRICE = {"max_digits": 20, "decimal_places": 8}
+MONEY = {"max_digits": 18, "decimal_places": 4}
+
+
+class AssetClass(models.TextChoices):
+    FUTURE = "future", "Future"
+    EQUITY = "equity", "Equity"
+    OPTION = "option", "Option"
+
+
+class SizeClass(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    MINI = "mini", "E-mini"
+    MICRO = "micro", "Micro"
+
+
+class InstrumentQuerySet(models.QuerySet["Instrument"]):
+    def tradable(self) -> "InstrumentQuerySet":
+        today = timezone.now().date()
+        return self.filter(is_active=True).filter(Q(expires_on__isnull=True) | Q(expires_on__gte=today))
+
+    def front_of(self, root: str) -> "InstrumentQuerySet":
+        """The contract(s) of a root in roll order: the front month first."""
+        return self.tradable().filter(root=root.upper()).order_by("expires_on", "symbol")
+
+
+class Instrument(models.Model):
+    """One tradable contract (MESZ6). `root` (MES) groups the months of a product."""
+
+    symbol = models.CharField(max_length=32, unique=True, help_text="Tradable contract, e.g. MESZ6.")
+    root = models.CharField(max_length=16, db_index=True, help_text="Product root, e.g. MES.")
+    description = models.CharField(max_length=100, blank=True)
+    exchange = models.CharField(max_length=16)
+    asset_class = models.CharField(max_length=8, choices=AssetClass.choices, default=AssetClass.FUTURE)
+    tick_size = models.DecimalField(**PRICE)
+    tick_value = models.DecimalField(max_digits=14, decimal_places=4, help_text="Money per tick per contract.")
+    currency = models.CharField(max_length=3, default="USD")
+    size_class = models.CharField(max_length=8, choices=SizeClass.choices, default=SizeClass.STANDARD)
+    mini_equivalent = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("1"),
+        help_text="How many full-size contracts one of these counts as (a micro is 0.1 of its mini).",
+    )
+    trading_hours = models.CharField(
+        max_length=32, default="cme_globex", help_text="Name of the trading-hours template for this product."
+    )
+    expires_on = models.DateField(null=True, blank=True, help_text="Last trade date; blank for no expiry.")
+    is_active = models.BooleanField(default=True)
+
+    objects = InstrumentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["root", "expires_on"]
+        constraints = [
+            models.CheckConstraint(condition=Q(tick_size__gt=0), name="instrument_tick_size_positive"),
+            models.CheckConstraint(condition=Q(tick_value__gt=0), name="instrument_tick_value_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    @property
+    def point_value(self) -> Decimal:
+        """Money per 1.0 of price per contract."""
+        return self.tick_value / self.tick_size
+
+
+class BrokerKind(models.TextChoices):
+    PAPER = "paper", "Paper (simulated venue)"
+    PROJECTX = "projectx", "ProjectX / TopstepX"
+    TRADOVATE = "tradovate", "Tradovate"
+    IBKR = "ibkr", "Interactive Brokers"
+    SCHWAB = "schwab", "Schwab"
+    TASTYTRADE = "tastytrade", "Tastytrade"
+    BRIDGE = "bridge", "Desktop bridge"
+
+
+class Environment(models.TextChoices):
+    DEMO = "demo", "Demo / simulated"
+    LIVE = "live", "Live"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    OK = "ok", "OK"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+
+
+class BrokerConnection(models.Model):
+    """A login at a broker. Its credentials are encrypted at rest and never shown back."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=BrokerKind.choices)
+    environment = models.CharField(max_length=8, choices=Environment.choices, default=Environment.DEMO)
+    credentials = EncryptedJSONField(default=dict, blank=True, editable=False)
+    is_enabled = models.BooleanField(default=True)
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
+    last_error = models.TextField(blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        # Never let credentials reach a log line through a repr.
+        return f"<BrokerConnection {self.pk} {self.kind} {self.name!r}>"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials)

@@ -1,0 +1,472 @@
+"""The paper venue's API: what a broker's servers would do, kept in the venue's own tables.
+
+Every function answers in the venue's wire format (JSON-ready dicts, prices as strings) and
+pushes what happened (order updates, fills) to the account's stream after its transaction
+commits, as a broker's user stream would. Only the paper adapter calls these functions.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from brokers.paper.matching import WorkingOrder, execution_at, fill_quantities
+from brokers.paper.models import (
+    VenueAccount,
+    VenueContract,
+    VenueFill,
+    VenueOrder,
+    VenueOrderStatus,
+    VenuePosition,
+)
+from brokers.ticks import is_on_tick
+from config.redis_client import get_redis, key
+from orders.domain import PositionState, average_fill_price, position_after_fill
+
+Wire = dict[str, Any]
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
+
+
+class VenueError(Exception):
+    """The venue refused a request that changed nothing (unknown account or order, not working)."""
+
+
+# -- Wire format ------------------------------------------------------------------
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def order_wire(order: VenueOrder) -> Wire:
+    return {
+        "type": "order",
+        "accountId": order.account.ref,
+        "orderId": str(order.pk),
+        "clientOrderId": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": order.quantity,
+        "orderType": order.order_type,
+        "timeInForce": order.time_in_force,
+        "limitPrice": _money(order.limit_price),
+        "stopPrice": _money(order.stop_price),
+        "status": order.status,
+        "filledQuantity": order.filled_quantity,
+        "avgFillPrice": _money(order.avg_fill_price),
+        "reason": order.reason,
+        "timestamp": order.updated_at.isoformat(),
+    }
+
+
+def fill_wire(fill: VenueFill) -> Wire:
+    return {
+        "type": "fill",
+        "accountId": fill.account.ref,
+        "fillId": fill.fill_id,
+        "orderId": str(fill.order_id),
+        "clientOrderId": fill.order.client_order_id,
+        "symbol": fill.symbol,
+        "side": fill.side,
+        "quantity": fill.quantity,
+        "price": _money(fill.price),
+        "fee": _money(fill.fee),
+        "timestamp": fill.executed_at.isoformat(),
+    }
+
+
+# -- Push stream and market prices ------------------------------------------------------
+
+
+@cache
+def _push_target() -> Callable[[str, list[Wire]], None]:
+    return import_string(settings.PAPER_VENUE_PUSH)
+
+
+def _push_on_commit(account: VenueAccount, events: list[Wire]) -> None:
+    if events:
+        stream_key = account.stream_key
+        transaction.on_commit(lambda: _push_target()(stream_key, events))
+
+
+def _prices_key() -> str:
+    return key("paper", "prices")
+
+
+def market_price(symbol: str) -> Decimal | None:
+    value = get_redis().hget(_prices_key(), symbol)
+    return Decimal(value) if value is not None else None
+
+
+# -- Test and demo controls: faults the venue (or the network to it) can be told to produce ----
+
+FAULTS = ("lose_response", "unavailable", "reject_next_order")
+
+
+def inject_fault(name: str, times: int = 1) -> None:
+    if name not in FAULTS:
+        raise VenueError(f"Unknown fault {name!r}; choose from {', '.join(FAULTS)}.")
+    get_redis().hset(key("paper", "faults"), name, times)
+
+
+def take_fault(name: str) -> bool:
+    """Consume one pending fault of this kind; True when there was one."""
+    left = get_redis().hincrby(key("paper", "faults"), name, -1)
+    if left < 0:
+        get_redis().hset(key("paper", "faults"), name, 0)
+        return False
+    return True
+
+
+def clear_faults() -> None:
+    get_redis().delete(key("paper", "faults"))
+
+
+# -- Accounts and contracts --------------------------------------------------------------
+
+
+def open_account(*, ref: str, stream_key: str, cash: Decimal) -> VenueAccount:
+    account, created = VenueAccount.objects.get_or_create(ref=ref, defaults={"stream_key": stream_key, "cash": cash})
+    if not created and account.stream_key != stream_key:
+        account.stream_key = stream_key
+        account.save(update_fields=["stream_key"])
+    return account
+
+
+def list_contract(
+    *, symbol: str, tick_size: Decimal, tick_value: Decimal, start_price: Decimal, fee_per_contract: Decimal
+) -> VenueContract:
+    contract, _ = VenueContract.objects.update_or_create(
+        symbol=symbol,
+        defaults={
+            "tick_size": tick_size,
+            "tick_value": tick_value,
+            "start_price": start_price,
+            "fee_per_contract": fee_per_contract,
+            "is_listed": True,
+        },
+    )
+    return contract
+
+
+def _locked_account(ref: str) -> VenueAccount:
+    account = VenueAccount.objects.select_for_update().filter(ref=ref).first()
+    if account is None:
+        raise VenueError(f"Unknown account {ref!r}.")
+    return account
+
+
+# -- Trading --------------------------------------------------------------------------------
+
+
+def _refusal(
+    *,
+    contract: VenueContract | None,
+    symbol: str,
+    side: str,
+    quantity: int,
+    order_type: str,
+    limit_price: Decimal | None,
+    stop_price: Decimal | None,
+) -> str:
+    if contract is None:
+        return f"{symbol} is not listed on this venue."
+    if side not in ("buy", "sell"):
+        return f"Unknown side {side!r}."
+    if order_type not in ORDER_TYPES:
+        return f"Unknown order type {order_type!r}."
+    if quantity < 1:
+        return "Quantity must be at least 1."
+    if order_type in ("limit", "stop_limit") and limit_price is None:
+        return "Limit price required."
+    if order_type in ("stop", "stop_limit") and stop_price is None:
+        return "Stop price required."
+    for price in (limit_price, stop_price):
+        if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
+            return f"Price {price} is not a valid price for {symbol}."
+    if order_type == "market" and market_price(symbol) is None:
+        return f"No market in {symbol} right now."
+    if take_fault("reject_next_order"):
+        return "Rejected by the venue (simulated rejection)."
+    return ""
+
+
+def place_order(
+    *,
+    account_ref: str,
+    client_order_id: str | None,
+    symbol: str,
+    side: str,
+    quantity: int,
+    order_type: str,
+    time_in_force: str = "day",
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> Wire:
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        if client_order_id:
+            # The venue keeps one order per client id: a repeat gets the original back.
+            existing = account.orders.filter(client_order_id=client_order_id).first()
+            if existing is not None:
+                return order_wire(existing)
+        contract = VenueContract.objects.filter(symbol=symbol, is_listed=True).first()
+        reason = _refusal(
+            contract=contract,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+        )
+        order = VenueOrder.objects.create(
+            account=account,
+            client_order_id=client_order_id,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            time_in_force=time_in_force,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            status=VenueOrderStatus.REJECTED if reason else VenueOrderStatus.WORKING,
+            reason=reason,
+        )
+        events = [order_wire(order)]
+        if not reason:
+            assert contract is not None
+            market = market_price(symbol)
+            if market is not None:
+                _work(order, account=account, contract=contract, market=market, events=events)
+        _push_on_commit(account, events)
+        return order_wire(order)
+
+
+def _working_order(account: VenueAccount, client_order_id: str) -> VenueOrder:
+    order = account.orders.select_for_update().filter(client_order_id=client_order_id).first()
+    if order is None:
+        raise VenueError(f"No order with client id {client_order_id!r}.")
+    if order.status != VenueOrderStatus.WORKING:
+        raise VenueError(f"Order {client_order_id} is {order.status}, not working.")
+    return order
+
+
+def cancel_order(*, account_ref: str, client_order_id: str) -> Wire:
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        order = _working_order(account, client_order_id)
+        order.status = VenueOrderStatus.CANCELED
+        order.reason = "Canceled by request."
+        order.save()
+        _push_on_commit(account, [order_wire(order)])
+        return order_wire(order)
+
+
+def modify_order(
+    *,
+    account_ref: str,
+    client_order_id: str,
+    quantity: int | None = None,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> Wire:
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        order = _working_order(account, client_order_id)
+        contract = VenueContract.objects.get(symbol=order.symbol)
+        if quantity is not None and quantity <= order.filled_quantity:
+            raise VenueError(f"Quantity {quantity} is not above the {order.filled_quantity} already filled.")
+        if limit_price is not None and order.order_type not in ("limit", "stop_limit"):
+            raise VenueError("Only limit and stop-limit orders have a limit price.")
+        if stop_price is not None and order.order_type not in ("stop", "stop_limit"):
+            raise VenueError("Only stop and stop-limit orders have a stop price.")
+        for price in (limit_price, stop_price):
+            if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
+                raise VenueError(f"Price {price} is not a valid price for {order.symbol}.")
+        order.quantity = quantity if quantity is not None else order.quantity
+        order.limit_price = limit_price if limit_price is not None else order.limit_price
+        order.stop_price = stop_price if stop_price is not None else order.stop_price
+        order.save()
+        events = [order_wire(order)]
+        market = market_price(order.symbol)
+        if market is not None:
+            _work(order, account=account, contract=contract, market=market, events=events)
+        _push_on_commit(account, events)
+        return order_wire(order)
+
+
+def close_position(*, account_ref: str, symbol: str, quantity: int | None = None) -> Wire:
+    """The venue's own "close position" button: a market order with no client id."""
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        position = account.positions.filter(symbol=symbol).exclude(quantity=0).first()
+        if position is None:
+            raise VenueError(f"No open position in {symbol}.")
+        held = abs(position.quantity)
+        if quantity is not None and not 1 <= quantity <= held:
+            raise VenueError(f"Can close between 1 and {held} contracts of {symbol}.")
+    return place_order(
+        account_ref=account_ref,
+        client_order_id=None,
+        symbol=symbol,
+        side="sell" if position.quantity > 0 else "buy",
+        quantity=quantity or held,
+        order_type="market",
+    )
+
+
+def set_market_price(*, symbol: str, price: Decimal) -> None:
+    """A new last price: store it and work every order in that contract against it."""
+    get_redis().hset(_prices_key(), symbol, str(price))
+    account_ids = (
+        VenueOrder.objects.filter(symbol=symbol, status=VenueOrderStatus.WORKING)
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    for account_id in list(account_ids):
+        with transaction.atomic():
+            account = VenueAccount.objects.select_for_update().get(pk=account_id)
+            contract = VenueContract.objects.get(symbol=symbol)
+            events: list[Wire] = []
+            working = account.orders.select_for_update().filter(symbol=symbol, status=VenueOrderStatus.WORKING)
+            for order in working.order_by("pk"):
+                _work(order, account=account, contract=contract, market=price, events=events)
+            _push_on_commit(account, events)
+
+
+def expire_day_orders() -> int:
+    """End of the trade date: day orders still working expire."""
+    expired = 0
+    account_ids = VenueOrder.objects.filter(status=VenueOrderStatus.WORKING, time_in_force="day").values_list(
+        "account_id", flat=True
+    )
+    for account_id in set(account_ids):
+        with transaction.atomic():
+            account = VenueAccount.objects.select_for_update().get(pk=account_id)
+            events = []
+            for order in account.orders.select_for_update().filter(
+                status=VenueOrderStatus.WORKING, time_in_force="day"
+            ):
+                order.status = VenueOrderStatus.EXPIRED
+                order.reason = "Day order expired at the end of the trade date."
+                order.save()
+                events.append(order_wire(order))
+                expired += 1
+            _push_on_commit(account, events)
+    return expired
+
+
+def _work(
+    order: VenueOrder, *, account: VenueAccount, contract: VenueContract, market: Decimal, events: list[Wire]
+) -> None:
+    """Trade as much of a working order as the market allows now (caller holds the account lock)."""
+    execution = execution_at(
+        WorkingOrder(order.side, order.order_type, order.limit_price, order.stop_price, order.triggered),
+        market=market,
+        tick_size=contract.tick_size,
+        slippage_ticks=contract.slippage_ticks,
+    )
+    if execution.triggered and not order.triggered:
+        order.triggered = True
+        order.save(update_fields=["triggered", "updated_at"])
+    if execution.price is None:
+        return
+    sweeps = order.order_type in ("market", "stop")  # these take whatever is there
+    quantity = order.remaining if sweeps else fill_quantities(order.remaining, contract.max_fill_size)
+    _fill(order, account=account, contract=contract, quantity=quantity, price=execution.price, events=events)
+
+
+def _fill(
+    order: VenueOrder,
+    *,
+    account: VenueAccount,
+    contract: VenueContract,
+    quantity: int,
+    price: Decimal,
+    events: list[Wire],
+) -> None:
+    now = timezone.now()
+    fee = contract.fee_per_contract * quantity
+    fill = VenueFill.objects.create(
+        order=order,
+        account=account,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        executed_at=now,
+    )
+    order.avg_fill_price = average_fill_price(
+        filled_before=order.filled_quantity, avg_before=order.avg_fill_price, quantity=quantity, price=price
+    )
+    order.filled_quantity += quantity
+    if order.filled_quantity >= order.quantity:
+        order.status = VenueOrderStatus.FILLED
+    order.save()
+
+    position, _ = VenuePosition.objects.select_for_update().get_or_create(account=account, symbol=order.symbol)
+    state, realized = position_after_fill(
+        PositionState(position.quantity, position.avg_price),
+        side=order.side,
+        quantity=quantity,
+        price=price,
+        point_value=contract.tick_value / contract.tick_size,
+    )
+    position.quantity, position.avg_price = state.quantity, state.avg_price
+    position.save()
+    account.cash += realized - fee
+    account.save(update_fields=["cash"])
+    events.extend([fill_wire(fill), order_wire(order)])
+
+
+# -- Queries ------------------------------------------------------------------------------------
+
+
+def get_order(*, account_ref: str, client_order_id: str) -> Wire | None:
+    order = (
+        VenueOrder.objects.select_related("account")
+        .filter(account__ref=account_ref, client_order_id=client_order_id)
+        .first()
+    )
+    return order_wire(order) if order else None
+
+
+def list_orders(*, account_ref: str, working_only: bool = True) -> list[Wire]:
+    orders = VenueOrder.objects.select_related("account").filter(account__ref=account_ref)
+    if working_only:
+        orders = orders.filter(status=VenueOrderStatus.WORKING)
+    return [order_wire(o) for o in orders.order_by("pk")]
+
+
+def list_fills(*, account_ref: str, since: datetime) -> list[Wire]:
+    fills = VenueFill.objects.select_related("account", "order").filter(
+        account__ref=account_ref, executed_at__gte=since
+    )
+    return [fill_wire(f) for f in fills.order_by("executed_at", "pk")]
+
+
+def positions(*, account_ref: str) -> list[Wire]:
+    rows = VenuePosition.objects.filter(account__ref=account_ref).exclude(quantity=0).order_by("symbol")
+    return [
+        {"accountId": account_ref, "symbol": p.symbol, "quantity": p.quantity, "avgPrice": _money(p.avg_price)}
+        for p in rows
+    ]
+
+
+def balance(*, account_ref: str) -> Wire:
+    account = VenueAccount.objects.filter(ref=account_ref).first()
+    if account is None:
+        raise VenueError(f"Unknown account {account_ref!r}.")
+    return {"accountId": account_ref, "currency": "USD", "cash": _money(account.cash)}
+
+
+def health() -> Wire:
+    return {"ok": True, "listed": VenueContract.objects.filter(is_listed=True).count()}

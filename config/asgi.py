@@ -1,0 +1,20 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (served by daphne)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+django_asgi_app = get_asgi_application()  # before importing consumers: it sets up the app registry
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from dashboards.auth import WebsocketAuth  # noqa: E402
+from dashboards.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": WebsocketAuth(URLRouter(websocket_urlpatterns)),
+    }
+)

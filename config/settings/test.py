@@ -1,0 +1,26 @@
+"""Settings for the test suite: PostgreSQL and Redis (never SQLite or a fake Redis), fixed test keys."""
+
+import os
+
+# Set before base.py reads them. Tests get their own Redis database and key prefix so a
+# running demo stack is never touched.
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/propdesk")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("REDIS_KEY_PREFIX", "propdesk-test")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMzItYnl0ZXMhISE=")
+
+from config.settings.base import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# Service and API tests run the whole chain in-process: a task enqueued on commit runs at once.
+# End-to-end tests start real Celery workers with their own settings instead.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,280 @@
+"""Order vocabulary, the order state table, order validation and position arithmetic (pure)."""
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.db.models import TextChoices
+
+from brokers.interface import ReportedStatus
+from brokers.ticks import is_on_tick, neighbouring_ticks, normalize_price
+from config.errors import DomainError
+
+MONEY_QUANTUM = Decimal("0.0001")
+AVG_PRICE_QUANTUM = Decimal("0.00000001")
+# A fat-finger guard, not a risk limit: the risk engine owns real position limits.
+MAX_ORDER_QUANTITY = 10_000
+
+
+class OrderSide(TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderType(TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+    STOP = "stop", "Stop"
+    STOP_LIMIT = "stop_limit", "Stop limit"
+
+
+class TimeInForce(TextChoices):
+    DAY = "day", "Day"
+    GTC = "gtc", "Good till cancelled"
+
+
+class OrderSource(TextChoices):
+    API = "api", "REST API"
+    TICKET = "ticket", "Order ticket"
+    CLOSE = "close", "Position close"
+    FLATTEN = "flatten", "Flatten"
+
+
+class OrderStatus(TextChoices):
+    NEW = "new", "New"  # stored, not yet claimed for sending
+    DENIED = "denied", "Denied"  # refused by our own pre-trade checks, never sent
+    SUBMITTED = "submitted", "Submitted"  # claimed and sent (or being sent); no broker answer yet
+    ACCEPTED = "accepted", "Accepted"  # working at the broker
+    REJECTED = "rejected", "Rejected"  # refused by the broker
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    FILLED = "filled", "Filled"
+    PENDING_CANCEL = "pending_cancel", "Pending cancel"
+    CANCELED = "canceled", "Canceled"
+    EXPIRED = "expired", "Expired"
+
+
+S = OrderStatus
+ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.NEW: frozenset({S.DENIED, S.SUBMITTED, S.CANCELED}),  # cancelled before it was ever sent
+    S.SUBMITTED: frozenset(
+        {S.ACCEPTED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}
+    ),  # a fill or a cancel report can overtake the acknowledgement
+    S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PARTIALLY_FILLED: frozenset({S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PENDING_CANCEL: frozenset(
+        {S.CANCELED, S.FILLED, S.EXPIRED, S.ACCEPTED, S.PARTIALLY_FILLED}
+    ),  # back to working when the broker refuses the cancel
+    S.CANCELED: frozenset({S.FILLED}),  # real-world: a fill raced the cancel
+    S.DENIED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.FILLED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+WORKING_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
+OPEN_STATUSES = WORKING_STATUSES | {S.NEW}
+CANCELABLE_STATUSES = frozenset({S.NEW, S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED})
+
+
+class OrderEventType(TextChoices):
+    CREATED = "created", "Created"
+    DENIED = "denied", "Denied by risk"
+    SUBMITTED = "submitted", "Sent to broker"
+    ACCEPTED = "accepted", "Accepted by broker"
+    REJECTED = "rejected", "Rejected"
+    FILL = "fill", "Fill"
+    CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+    CANCEL_REJECTED = "cancel_rejected", "Cancel refused by broker"
+    CANCELED = "canceled", "Canceled"
+    EXPIRED = "expired", "Expired"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    OUTCOME_UNKNOWN = "outcome_unknown", "Broker answer unknown"
+    BROKER_UNAVAILABLE = "broker_unavailable", "Broker unavailable"
+    RECONCILED = "reconciled", "Reconciled with broker"
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: OrderStatus, target: OrderStatus) -> None:
+        super().__init__(f"An order cannot go from {current} to {target}.")
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+def check_transition(current: OrderStatus, target: OrderStatus) -> None:
+    if not can_transition(current, target):
+        raise InvalidTransition(current, target)
+
+
+def status_for_report(current: OrderStatus, reported: ReportedStatus) -> OrderStatus | None:
+    """Our status after a broker status report, or None when the report changes nothing.
+
+    Fill progress is driven by fill reports only (so position and status never disagree):
+    a report saying "filled" before its fills arrived only confirms the broker has the order.
+    Reports that are older than what we know (an ack after a fill) are stale and ignored.
+    """
+    if reported in (ReportedStatus.WORKING, ReportedStatus.PARTIALLY_FILLED, ReportedStatus.FILLED):
+        return S.ACCEPTED if current == S.SUBMITTED else None
+    target = {
+        ReportedStatus.CANCELED: S.CANCELED,
+        ReportedStatus.REJECTED: S.REJECTED,
+        ReportedStatus.EXPIRED: S.EXPIRED,
+    }[reported]
+    if current == target or not can_transition(current, target):
+        return None
+    return target
+
+
+def status_after_fill(current: OrderStatus, *, filled_quantity: int, quantity: int) -> OrderStatus | None:
+    """Our status after a fill brought the filled quantity to `filled_quantity`; None: unchanged."""
+    if filled_quantity >= quantity:
+        return S.FILLED if current != S.FILLED else None
+    # A partial fill leaves a pending cancel pending and a cancelled order cancelled.
+    if current in (S.PENDING_CANCEL, S.CANCELED, S.PARTIALLY_FILLED):
+        return None
+    return S.PARTIALLY_FILLED
+
+
+# -- Order requests -----------------------------------------------------------------
+
+
+class InvalidOrder(DomainError):
+    code = "invalid_order"
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """What someone asks to trade, before it becomes an Order row."""
+
+    symbol: str
+    side: OrderSide
+    quantity: int
+    order_type: OrderType
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    # Closing and flattening orders only ever take risk off: a halted account may still send them.
+    is_liquidation: bool = False
+
+    @property
+    def signed_quantity(self) -> int:
+        return self.quantity if self.side == OrderSide.BUY else -self.quantity
+
+
+_PRICES_BY_TYPE: dict[OrderType, tuple[bool, bool]] = {  # (needs limit, needs stop)
+    OrderType.MARKET: (False, False),
+    OrderType.LIMIT: (True, False),
+    OrderType.STOP: (False, True),
+    OrderType.STOP_LIMIT: (True, True),
+}
+
+
+def validate_quantity(quantity: int, *, field: str = "quantity") -> None:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise InvalidOrder(
+            "quantity must be a whole number of contracts, 1 or more.", code="invalid_quantity", field=field
+        )
+    if quantity > MAX_ORDER_QUANTITY:
+        raise InvalidOrder(
+            f"quantity {quantity} is above the {MAX_ORDER_QUANTITY}-contract limit for a single order.",
+            code="quantity_too_large",
+            field=field,
+        )
+
+
+def validate_order_intent(intent: OrderIntent, *, tick_size: Decimal) -> OrderIntent:
+    """Check an intent against its instrument; returns it with prices written on the tick grid."""
+    validate_quantity(intent.quantity)
+    needs_limit, needs_stop = _PRICES_BY_TYPE[intent.order_type]
+    prices = {}
+    for field, needed, value in (
+        ("limit_price", needs_limit, intent.limit_price),
+        ("stop_price", needs_stop, intent.stop_price),
+    ):
+        if needed and value is None:
+            raise InvalidOrder(
+                f"A {intent.order_type.label.lower()} order needs a {field.replace('_', ' ')}.",
+                code="price_required",
+                field=field,
+            )
+        if not needed and value is not None:
+            raise InvalidOrder(
+                f"A {intent.order_type.label.lower()} order takes no {field.replace('_', ' ')}.",
+                code="unexpected_price",
+                field=field,
+            )
+        if value is not None:
+            prices[field] = validate_price(value, tick_size=tick_size, field=field)
+    return OrderIntent(
+        symbol=intent.symbol,
+        side=intent.side,
+        quantity=intent.quantity,
+        order_type=intent.order_type,
+        time_in_force=intent.time_in_force,
+        limit_price=prices.get("limit_price"),
+        stop_price=prices.get("stop_price"),
+        is_liquidation=intent.is_liquidation,
+    )
+
+
+def validate_price(price: Decimal, *, tick_size: Decimal, field: str) -> Decimal:
+    if not price.is_finite() or price <= 0:
+        raise InvalidOrder(f"{field} must be a positive number.", code="invalid_price", field=field)
+    if price >= Decimal("1e11"):
+        raise InvalidOrder(f"{field} {price} is too large.", code="invalid_price", field=field)
+    if not is_on_tick(price, tick_size):
+        lower, upper = neighbouring_ticks(price, tick_size)
+        raise InvalidOrder(
+            f"{field} {price} is not on the {tick_size.normalize()} tick grid; the nearest valid prices are "
+            f"{normalize_price(lower, tick_size)} and {normalize_price(upper, tick_size)}.",
+            code="price_off_tick",
+            field=field,
+        )
+    return normalize_price(price, tick_size)
+
+
+# -- Positions and P&L -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PositionState:
+    quantity: int  # signed: long > 0, short < 0
+    avg_price: Decimal
+
+
+FLAT = PositionState(0, Decimal(0))
+
+
+def position_after_fill(
+    position: PositionState, *, side: str, quantity: int, price: Decimal, point_value: Decimal
+) -> tuple[PositionState, Decimal]:
+    """The position after a fill and the P&L the fill realized (before fees)."""
+    signed = quantity if side == OrderSide.BUY else -quantity
+    held = position.quantity
+    if held == 0 or (held > 0) == (signed > 0):
+        new_quantity = held + signed
+        avg = (position.avg_price * abs(held) + price * quantity) / abs(new_quantity)
+        return PositionState(new_quantity, avg.quantize(AVG_PRICE_QUANTUM)), Decimal(0)
+
+    closed = min(abs(held), quantity)
+    direction = 1 if held > 0 else -1
+    realized = ((price - position.avg_price) * closed * direction * point_value).quantize(
+        MONEY_QUANTUM, rounding=ROUND_HALF_EVEN
+    )
+    new_quantity = held + signed
+    if new_quantity == 0:
+        return FLAT, realized
+    if (new_quantity > 0) == (held > 0):
+        return PositionState(new_quantity, position.avg_price), realized
+    return PositionState(new_quantity, price), realized  # reversed through flat: the rest opens at the fill
+
+
+def unrealized_pnl(*, quantity: int, avg_price: Decimal, last_price: Decimal, point_value: Decimal) -> Decimal:
+    return ((last_price - avg_price) * quantity * point_value).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def average_fill_price(*, filled_before: int, avg_before: Decimal | None, quantity: int, price: Decimal) -> Decimal:
+    total = (avg_before or Decimal(0)) * filled_before + price * quantity
+    return (total / (filled_before + quantity)).quantize(AVG_PRICE_QUANTUM)

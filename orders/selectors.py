@@ -1,0 +1,176 @@
+"""Permission-scoped reads of orders, positions and fills, and account valuation (P&L, equity)."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import TradingAccount
+from accounts.selectors import User, accounts_visible_to
+from brokers.market_data import get_last_prices
+from config.errors import NotFoundError
+from orders.domain import OPEN_STATUSES, OrderSide, unrealized_pnl
+from orders.models import Fill, Order, Position
+from risk.trading_day import trade_date_for
+
+
+class OrderNotFound(NotFoundError):
+    code = "order_not_found"
+
+
+class PositionNotFound(NotFoundError):
+    code = "position_not_found"
+
+
+def orders_visible_to(user: User) -> QuerySet[Order]:
+    return Order.objects.filter(account__in=accounts_visible_to(user).values("pk")).select_related(
+        "instrument", "account", "created_by"
+    )
+
+
+def get_order_for_user(*, user: User, order_id: int | str) -> Order:
+    try:
+        return orders_visible_to(user).prefetch_related("events").get(pk=int(order_id))
+    except (Order.DoesNotExist, ValueError):
+        raise OrderNotFound(f"No order {order_id} among your accounts' orders.") from None
+
+
+def positions_visible_to(user: User) -> QuerySet[Position]:
+    return Position.objects.filter(account__in=accounts_visible_to(user).values("pk")).select_related("instrument")
+
+
+def get_position_for_user(*, user: User, position_id: int | str) -> Position:
+    try:
+        return positions_visible_to(user).select_related("account").get(pk=int(position_id))
+    except (Position.DoesNotExist, ValueError):
+        raise PositionNotFound(f"No position {position_id} among your accounts' positions.") from None
+
+
+def fills_visible_to(user: User) -> QuerySet[Fill]:
+    return Fill.objects.filter(account__in=accounts_visible_to(user).values("pk")).select_related("instrument", "order")
+
+
+def open_position_quantities(account_id: int) -> dict[str, int]:
+    rows = Position.objects.open().filter(account_id=account_id).values_list("instrument__symbol", "quantity")
+    return dict(rows)
+
+
+def working_quantities(account_id: int) -> dict[str, tuple[int, int]]:
+    """Unfilled quantity of open orders by symbol, as (buy, sell)."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    rows = Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).values_list(
+        "instrument__symbol", "side", "quantity", "filled_quantity"
+    )
+    for symbol, side, quantity, filled in rows:
+        totals[symbol][0 if side == OrderSide.BUY else 1] += quantity - filled
+    return {symbol: (buy, sell) for symbol, (buy, sell) in totals.items()}
+
+
+def liquidating_quantity(*, account_id: int, instrument_id: int, side: str) -> int:
+    """Unfilled quantity of close/flatten orders already on their way for this position."""
+    rows = Order.objects.filter(
+        account_id=account_id,
+        instrument_id=instrument_id,
+        side=side,
+        status__in=OPEN_STATUSES,
+        source__in=("close", "flatten"),
+    ).values_list("quantity", "filled_quantity")
+    return sum(quantity - filled for quantity, filled in rows)
+
+
+# -- Valuation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PositionMark:
+    position: Position
+    last_price: Decimal | None
+    unrealized_pnl: Decimal  # zero while no price is known
+
+
+@dataclass(frozen=True)
+class AccountValuation:
+    account: TradingAccount
+    positions: list[PositionMark]
+    trade_date: date
+    day_realized_pnl: Decimal  # gross, this trade date
+    day_fees: Decimal
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return sum((m.unrealized_pnl for m in self.positions), Decimal(0))
+
+    @property
+    def equity(self) -> Decimal:
+        return self.account.balance + self.unrealized_pnl
+
+    @property
+    def day_pnl(self) -> Decimal:
+        """Net P&L of the current trade date: realized minus fees plus what is open now."""
+        return self.day_realized_pnl - self.day_fees + self.unrealized_pnl
+
+
+def mark_positions(positions: Iterable[Position]) -> list[PositionMark]:
+    positions = list(positions)
+    prices = get_last_prices(p.instrument.symbol for p in positions)
+    marks = []
+    for position in positions:
+        last = prices.get(position.instrument.symbol)
+        pnl = (
+            unrealized_pnl(
+                quantity=position.quantity,
+                avg_price=position.avg_price,
+                last_price=last,
+                point_value=position.instrument.point_value,
+            )
+            if last is not None and position.quantity
+            else Decimal(0)
+        )
+        marks.append(PositionMark(position=position, last_price=last, unrealized_pnl=pnl))
+    return marks
+
+
+def value_accounts(accounts: Sequence[TradingAccount]) -> list[AccountValuation]:
+    """Valuations in the order given, with one query per kind of data for the whole list."""
+    ids = [a.pk for a in accounts]
+    today = trade_date_for(timezone.now())
+    positions = Position.objects.open().filter(account_id__in=ids).select_related("instrument")
+    marks_by_account: dict[int, list[PositionMark]] = defaultdict(list)
+    for mark in mark_positions(positions.order_by("instrument__symbol")):
+        marks_by_account[mark.position.account_id].append(mark)
+    day = (
+        Fill.objects.filter(account_id__in=ids, trade_date=today)
+        .values("account_id")
+        .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"))
+    )
+    day_by_account = {row["account_id"]: row for row in day}
+    return [
+        AccountValuation(
+            account=account,
+            positions=marks_by_account.get(account.pk, []),
+            trade_date=today,
+            day_realized_pnl=(day_by_account.get(account.pk) or {}).get("realized") or Decimal(0),
+            day_fees=(day_by_account.get(account.pk) or {}).get("fees") or Decimal(0),
+        )
+        for account in accounts
+    ]
+
+
+def value_account(account: TradingAccount) -> AccountValuation:
+    return value_accounts([account])[0]
+
+
+def accounts_exposed_to(symbol: str) -> list[int]:
+    return list(
+        Position.objects.open().filter(Q(instrument__symbol=symbol)).values_list("account_id", flat=True).distinct()
+    )
+
+
+def recent_orders(*, account_id: int, limit: int = 10) -> list[Order]:
+    return list(
+        Order.objects.filter(account_id=account_id).select_related("instrument").order_by("-created_at", "-id")[:limit]
+    )

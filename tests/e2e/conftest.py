@@ -1,0 +1,123 @@
+"""The real stack for end-to-end tests: daphne and a Celery worker as subprocesses, on the test
+database and a Redis database of their own. Tests create data through the ORM (committed, via
+`transactional_db`) and then talk to the stack only through HTTP and WebSocket."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stack_environment() -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DEBUG": "0",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": STACK_REDIS_URL,
+        "REDIS_KEY_PREFIX": "propdesk-e2e",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CSRF_TRUSTED_ORIGINS": "http://127.0.0.1,http://localhost",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "CONN_MAX_AGE": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass
+class Stack:
+    base_url: str
+    ws_url: str
+    logs: Path
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+def _wait_for(predicate, timeout: float, what: str, stack_logs: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    logs = "\n".join(p.read_text()[-2000:] for p in stack_logs.glob("*.log"))
+    raise RuntimeError(f"Timed out waiting for {what}.\n{logs}")
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    logs = tmp_path_factory.mktemp("stack")
+    env = stack_environment()
+    redis.Redis.from_url(STACK_REDIS_URL).flushdb()
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    processes = [
+        subprocess.Popen(
+            [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=(logs / "daphne.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-c",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=(logs / "worker.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+
+    def web_ready() -> bool:
+        try:
+            return httpx.get(f"{base_url}/login/", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait_for(web_ready, 30, "daphne", logs)
+        _wait_for(lambda: " ready." in (logs / "worker.log").read_text(), 30, "the Celery worker", logs)
+        yield Stack(base_url=base_url, ws_url=f"ws://127.0.0.1:{port}", logs=logs)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
