@@ -64,10 +64,10 @@ ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
         {S.CANCELED, S.FILLED, S.EXPIRED, S.ACCEPTED, S.PARTIALLY_FILLED}
     ),  # back to working when the broker refuses the cancel
     S.CANCELED: frozenset({S.FILLED}),  # real-world: a fill raced the cancel
+    S.EXPIRED: frozenset({S.FILLED}),  # real-world: a fill raced the end-of-day expiry
     S.DENIED: frozenset(),
     S.REJECTED: frozenset(),
     S.FILLED: frozenset(),
-    S.EXPIRED: frozenset(),
 }
 
 WORKING_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
@@ -131,8 +131,8 @@ def status_after_fill(current: OrderStatus, *, filled_quantity: int, quantity: i
     """Our status after a fill brought the filled quantity to `filled_quantity`; None: unchanged."""
     if filled_quantity >= quantity:
         return S.FILLED if current != S.FILLED else None
-    # A partial fill leaves a pending cancel pending and a cancelled order cancelled.
-    if current in (S.PENDING_CANCEL, S.CANCELED, S.PARTIALLY_FILLED):
+    # A partial fill leaves a pending cancel pending, and a cancelled or expired order as it is.
+    if current in (S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.PARTIALLY_FILLED):
         return None
     return S.PARTIALLY_FILLED
 
@@ -226,11 +226,14 @@ def validate_price(price: Decimal, *, tick_size: Decimal, field: str) -> Decimal
         raise InvalidOrder(f"{field} {price} is too large.", code="invalid_price", field=field)
     if not is_on_tick(price, tick_size):
         lower, upper = neighbouring_ticks(price, tick_size)
+        tick = format(tick_size.normalize(), "f")
+        nearest = (
+            f"the nearest valid prices are {normalize_price(lower, tick_size)} and {normalize_price(upper, tick_size)}"
+            if lower > 0
+            else f"the lowest valid price is {normalize_price(upper, tick_size)}"
+        )
         raise InvalidOrder(
-            f"{field} {price} is not on the {tick_size.normalize()} tick grid; the nearest valid prices are "
-            f"{normalize_price(lower, tick_size)} and {normalize_price(upper, tick_size)}.",
-            code="price_off_tick",
-            field=field,
+            f"{field} {price} is not on the {tick} tick grid; {nearest}.", code="price_off_tick", field=field
         )
     return normalize_price(price, tick_size)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -23,11 +24,24 @@ from config.redis_client import get_redis
 from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
 
 
+def delete_own_redis_keys() -> None:
+    redis = get_redis()
+    keys = list(redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}*", count=1000))
+    if keys:
+        redis.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
-    """Tests own Redis database 14 (config.settings.test); each starts from an empty one."""
-    get_redis().flushdb()
+    """Each test starts with none of this session's Redis keys (its own prefix, database 14)."""
+    delete_own_redis_keys()
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_session_redis_keys() -> Iterator[None]:
+    yield
+    delete_own_redis_keys()
 
 
 @pytest.fixture

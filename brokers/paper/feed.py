@@ -21,7 +21,7 @@ def publish_price(*, symbol: str, price: Decimal, at: datetime | None = None) ->
         raise NotOnPaperVenue(f"{symbol} is not listed on the paper venue.", field="symbol")
     if price <= 0 or not is_on_tick(price, contract.tick_size):
         raise DomainError(
-            f"{price} is not a valid {symbol} price (tick {contract.tick_size.normalize()}).",
+            f"{price} is not a valid {symbol} price (tick {format(contract.tick_size.normalize(), 'f')}).",
             code="price_off_tick",
             field="price",
         )

@@ -92,7 +92,12 @@ def _push_target() -> Callable[[str, list[Wire]], None]:
 def _push_on_commit(account: VenueAccount, events: list[Wire]) -> None:
     if events:
         stream_key = account.stream_key
-        transaction.on_commit(lambda: _push_target()(stream_key, events))
+
+        def push() -> None:
+            if not take_fault("lose_events"):
+                _push_target()(stream_key, events)
+
+        transaction.on_commit(push)
 
 
 def _prices_key() -> str:
@@ -106,7 +111,9 @@ def market_price(symbol: str) -> Decimal | None:
 
 # -- Test and demo controls: faults the venue (or the network to it) can be told to produce ----
 
-FAULTS = ("lose_response", "unavailable", "reject_next_order")
+# unavailable: the request never reaches the venue; lose_response: the venue acts but its answer
+# is lost; lose_events: one batch of pushed events is lost; reject_next_order: the venue says no.
+FAULTS = ("lose_response", "unavailable", "lose_events", "reject_next_order")
 
 
 def inject_fault(name: str, times: int = 1) -> None:

@@ -171,9 +171,10 @@ PAPER_TICKS_PER_SECOND = env.float("PAPER_TICKS_PER_SECOND", default=3.0)
 
 # -- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated call then gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.DecimalJSONParser"],
@@ -202,11 +203,15 @@ SPECTACULAR_SETTINGS = {
 # -- Static files ---------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve straight from the app and project static folders, so no collectstatic step is needed to
+# run; a deployment may still collect into STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 
 # -- Security -------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -2,16 +2,17 @@
 
 import os
 
-# Set before base.py reads them. Tests get their own Redis database and key prefix so a
-# running demo stack is never touched.
+# Set before base.py reads them. Tests get their own Redis database, and each test session its
+# own key prefix, so neither a running demo stack nor a second test session is ever touched.
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/propdesk")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("REDIS_KEY_PREFIX", "propdesk-test")
+os.environ.setdefault("REDIS_KEY_PREFIX", f"propdesk-test-{os.getpid()}")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMzItYnl0ZXMhISE=")
 
 from config.settings.base import *  # noqa: F403
 
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 

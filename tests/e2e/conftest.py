@@ -36,7 +36,7 @@ def stack_environment() -> dict[str, str]:
         "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": STACK_REDIS_URL,
-        "REDIS_KEY_PREFIX": "propdesk-e2e",
+        "REDIS_KEY_PREFIX": f"propdesk-e2e-{os.getpid()}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CSRF_TRUSTED_ORIGINS": "http://127.0.0.1,http://localhost",
         "SESSION_COOKIE_SECURE": "0",
@@ -70,7 +70,6 @@ def _wait_for(predicate, timeout: float, what: str, stack_logs: Path) -> None:  
 def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     logs = tmp_path_factory.mktemp("stack")
     env = stack_environment()
-    redis.Redis.from_url(STACK_REDIS_URL).flushdb()
     port = free_port()
     bin_dir = Path(sys.executable).parent
     processes = [
@@ -121,3 +120,7 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        stack_redis = redis.Redis.from_url(STACK_REDIS_URL)
+        keys = list(stack_redis.scan_iter(match=f"{env['REDIS_KEY_PREFIX']}*", count=1000))
+        if keys:
+            stack_redis.delete(*keys)
