@@ -1,6 +1,7 @@
 """Staff management of firms, programs, accounts and access; actions call services."""
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
@@ -14,6 +15,7 @@ from risk.services import halt_account, resume_account
 
 @admin.register(Firm)
 class FirmAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "website", "created_at"]
     search_fields = ["name"]
 
@@ -52,12 +54,9 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
     inlines = [MembershipInline]
     actions = ["flatten_selected", "halt_selected", "resume_selected"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: TradingAccount | None = None) -> list[str]:
-        # Balance moves only through fills; it is set once, from the starting balance.
-        return self.readonly_fields if obj else ["trading_state", "trading_state_reason", "created_at", "updated_at"]
-
     def save_model(self, request: HttpRequest, obj: TradingAccount, form: object, change: bool) -> None:
-        if not change and obj.balance is None:
+        # Balance moves only through fills; a new account starts at its starting balance.
+        if not change:
             obj.balance = obj.starting_balance
         super().save_model(request, obj, form, change)
 

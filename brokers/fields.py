@@ -26,18 +26,22 @@ class EncryptedJSONField(models.TextField):
 
     description = "JSON object encrypted with Fernet"
 
-    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any] | None:
-        if value is None or value == "":
+    def _decrypt(self, token: str) -> dict[str, Any]:
+        if not token:
             return {}
         try:
-            return json.loads(_fernet().decrypt(value.encode()))
+            return json.loads(_fernet().decrypt(token.encode()))
         except InvalidToken as exc:
             raise ImproperlyConfigured(
                 f"Cannot decrypt {self.model.__name__}.{self.name}: FIELD_ENCRYPTION_KEY does not match."
             ) from exc
 
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any]:
+        return self._decrypt(value or "")
+
     def to_python(self, value: Any) -> Any:
-        return value if isinstance(value, dict) or value is None else json.loads(value)
+        # A string here is the token written by value_to_string (dumpdata), read back by loaddata.
+        return self._decrypt(value) if isinstance(value, str) else value
 
     def get_prep_value(self, value: Any) -> str | None:
         if value is None:

@@ -25,8 +25,8 @@ def disable_connection(*, connection: BrokerConnection, reason: str) -> None:
 
 
 def check_connection_health(*, connection: BrokerConnection) -> Health:
-    if not registry.has_adapter(connection.kind):
-        health, detail = Health.UNKNOWN, "No adapter for this broker yet."
+    if reason := registry.unavailable_reason(connection.kind):
+        health, detail = Health.UNKNOWN, reason
     else:
         report = registry.get_adapter(connection).health()
         health, detail = (Health.OK, "") if report.ok else (Health.DOWN, report.detail)

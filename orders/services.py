@@ -191,8 +191,8 @@ def _check_connection_ready(connection: BrokerConnection) -> None:
         raise BrokerNotReady(
             f"The broker connection {connection.name} is disabled: {connection.last_error or 'by staff'}."
         )
-    if not registry.has_adapter(connection.kind):
-        raise BrokerNotReady(f"Orders cannot be sent to {connection.get_kind_display()} connections yet.")
+    if reason := registry.unavailable_reason(connection.kind):
+        raise BrokerNotReady(reason)
 
 
 def submit_order(

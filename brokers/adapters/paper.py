@@ -181,7 +181,10 @@ class PaperBroker:
         return [Balance(account_ref=wire["accountId"], currency=wire["currency"], cash=Decimal(wire["cash"]))]
 
     def close_position(self, *, account_ref: str, symbol: str, quantity: int | None = None) -> BrokerOrder:
-        return parse_order(self._call(venue.close_position, account_ref=account_ref, symbol=symbol, quantity=quantity))
+        order = parse_order(self._call(venue.close_position, account_ref=account_ref, symbol=symbol, quantity=quantity))
+        if order.status == ReportedStatus.REJECTED:
+            raise BrokerRejected(order.reason)
+        return order
 
     def get_quotes(self, symbols: Sequence[str]) -> list[Quote]:
         quotes = []

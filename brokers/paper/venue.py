@@ -216,6 +216,7 @@ def place_order(
     limit_price: Decimal | None = None,
     stop_price: Decimal | None = None,
 ) -> Wire:
+    client_order_id = client_order_id or None  # an empty id is no id
     with transaction.atomic():
         account = _locked_account(account_ref)
         if client_order_id:

@@ -8,8 +8,10 @@
   const statusEl = document.getElementById("live-status");
   const csrfToken = (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value;
   const refreshTimers = {};
+  const refreshSeq = {};
   let socket = null;
   let attempts = 0;
+  let everConnected = false;
 
   function card(accountId) {
     return document.querySelector(`[data-account="${accountId}"]`);
@@ -34,6 +36,14 @@
     }
   }
 
+  // Server-rendered money figures get the same grouping and up/down colour as live ones.
+  function decorate(scope) {
+    scope.querySelectorAll("[data-money]").forEach((el) => {
+      const text = el.textContent.trim();
+      if (text && text !== "—") show(el, text.replace(/,/g, ""));
+    });
+  }
+
   function fill(scope, data) {
     scope.querySelectorAll("[data-field]").forEach((el) => {
       const name = el.getAttribute("data-field");
@@ -46,12 +56,16 @@
     if (!section) return;
     clearTimeout(refreshTimers[accountId]);
     refreshTimers[accountId] = setTimeout(async () => {
+      // Fetches may overlap and answer out of order: only the newest one may paint.
+      const seq = (refreshSeq[accountId] = (refreshSeq[accountId] || 0) + 1);
       const box = section.querySelector("[data-activity-url]");
       const response = await fetch(box.dataset.activityUrl, { credentials: "same-origin" });
-      if (response.ok) {
-        box.innerHTML = await response.text();
-        subscribeQuotes();
-      }
+      if (!response.ok) return;
+      const html = await response.text();
+      if (seq !== refreshSeq[accountId]) return;
+      box.innerHTML = html;
+      decorate(box);
+      subscribeQuotes();
     }, 50);
   }
 
@@ -90,6 +104,20 @@
     }
   }
 
+  // After a reconnect, events sent while we were away are lost: read every card afresh.
+  async function resync() {
+    for (const section of document.querySelectorAll("[data-account]")) {
+      const accountId = section.dataset.account;
+      const response = await fetch(`/api/v1/accounts/${accountId}/`, { credentials: "same-origin" });
+      if (response.ok) {
+        const account = await response.json();
+        fill(section.querySelector("header"), account);
+        fill(section.querySelector(".figures"), account);
+      }
+      refreshActivity(accountId);
+    }
+  }
+
   function subscribeQuotes() {
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     const symbols = [...new Set([...document.querySelectorAll("[data-quote]")].map((el) => el.dataset.quote))];
@@ -106,9 +134,12 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/live/`);
     socket.addEventListener("open", () => {
+      const reconnected = everConnected;
+      everConnected = true;
       attempts = 0;
       setStatus("live", "live");
       subscribeQuotes();
+      if (reconnected) resync();
     });
     socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
     socket.addEventListener("close", () => {
@@ -170,5 +201,6 @@
     say(form, result.ok ? "Sent." : result.data.detail || `Error ${result.status}`, result.ok);
   });
 
+  decorate(document);
   connect();
 })();

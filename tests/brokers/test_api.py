@@ -74,3 +74,25 @@ def test_bad_sim_prices_are_refused(staff_api, paper, body, code):
     response = staff_api.post("/api/v1/sim/prices/", body, format="json")
     assert response.status_code == 400 and response.json()["code"] == code
     assert str(get_last_price("MESZ6")) == "5000.00"
+
+
+def test_paper_accounts_refuse_orders_when_the_paper_broker_is_disabled(alice_api, alice_account, settings):
+    settings.PAPER_BROKER_ENABLED = False
+    response = alice_api.post(
+        "/api/v1/orders/", {"account": alice_account.pk, "symbol": "MES", "side": "buy", "quantity": 1}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "broker_unavailable" and "disabled" in response.json()["detail"]
+    assert not Order.objects.exists()
+
+
+def test_accounts_on_a_broker_without_an_adapter_refuse_orders(alice_api, alice_account):
+    from brokers.models import BrokerConnection
+
+    BrokerConnection.objects.filter(pk=alice_account.broker_connection_id).update(kind="tradovate")
+    response = alice_api.post(
+        "/api/v1/orders/", {"account": alice_account.pk, "symbol": "MES", "side": "buy", "quantity": 1}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == "Orders cannot be sent to Tradovate connections yet."
+    assert not Order.objects.exists()
