@@ -2,6 +2,7 @@
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists, OuterRef
 
 from accounts.models import TradingAccount
 from config.errors import DomainError, NotFoundError
@@ -19,7 +20,12 @@ class NotAllowedToTrade(DomainError):
 
 
 def accounts_visible_to(user: User):  # -> TradingAccountQuerySet
-    return TradingAccount.objects.visible_to(user).select_related("program__firm", "broker_connection")
+    # Credentials stay encrypted unless a caller really reads them (sending to the broker).
+    return (
+        TradingAccount.objects.visible_to(user)
+        .select_related("program__firm", "broker_connection")
+        .defer("broker_connection__credentials")
+    )
 
 
 def visible_account_ids(user: User) -> list[int]:
@@ -35,8 +41,13 @@ def get_account_for_user(*, user: User, account_id: int | str) -> TradingAccount
 
 
 def get_tradable_account_for_user(*, user: User, account_id: int | str) -> TradingAccount:
-    account = get_account_for_user(user=user, account_id=account_id)
-    if not TradingAccount.objects.tradable_by(user).filter(pk=account.pk).exists():
+    """The account if the user may trade it: 404 when they may not see it, 403 when only watch it."""
+    may_trade = Exists(TradingAccount.objects.tradable_by(user).filter(pk=OuterRef("pk")))
+    try:
+        account = accounts_visible_to(user).annotate(may_trade=may_trade).get(pk=int(account_id))
+    except (TradingAccount.DoesNotExist, ValueError, TypeError):
+        raise AccountNotFound(f"No account {account_id} among your accounts.", field="account") from None
+    if not account.may_trade:
         raise NotAllowedToTrade(f"You may watch account {account.name} but not trade it.", field="account")
     return account
 

@@ -1,5 +1,9 @@
 """Reads of instruments and connections."""
 
+from datetime import date
+
+from django.db.models import Q
+
 from brokers.models import Instrument
 from config.errors import DomainError
 
@@ -11,11 +15,11 @@ class UnknownSymbol(DomainError):
 def resolve_instrument(symbol: str) -> Instrument:
     """An exact contract (MESZ6) or a root (MES, meaning its front month) to a tradable instrument."""
     wanted = (symbol or "").strip().upper()
-    instrument = (
-        Instrument.objects.tradable().filter(symbol=wanted).first() or Instrument.objects.front_of(wanted).first()
-    )
-    if instrument is None:
+    candidates = Instrument.objects.tradable().filter(Q(symbol=wanted) | Q(root=wanted))
+    # One query for both spellings: the exact contract wins, else the root's earliest expiry.
+    ranked = sorted(candidates, key=lambda i: (i.symbol != wanted, i.expires_on or date.max, i.symbol))
+    if not ranked:
         raise UnknownSymbol(
             f"No tradable instrument {symbol!r}: use a contract like MESZ6 or a root like MES.", field="symbol"
         )
-    return instrument
+    return ranked[0]

@@ -8,13 +8,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django_asgi_app = get_asgi_application()  # before importing consumers: it sets up the app registry
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboards.auth import WebsocketAuth  # noqa: E402
 from dashboards.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Static files first, fully async; every middleware is async-capable, so a request
+        # crosses into a worker thread once (for the sync view) instead of once per mode switch.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": WebsocketAuth(URLRouter(websocket_urlpatterns)),
     }
 )

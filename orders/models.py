@@ -31,6 +31,11 @@ class OrderQuerySet(models.QuerySet["Order"]):
     def for_account(self, account_id: int) -> "OrderQuerySet":
         return self.filter(account_id=account_id)
 
+    def locked(self) -> "OrderQuerySet":
+        """Rows locked for update (only the orders: joined instrument and user rows stay free),
+        with what publishing an order needs already loaded."""
+        return self.select_for_update(of=("self",)).select_related("instrument", "created_by")
+
 
 class Order(models.Model):
     client_order_id = models.CharField(max_length=64, unique=True, help_text="Ours; sent to the broker.")

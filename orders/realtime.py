@@ -11,31 +11,48 @@ from orders.selectors import mark_positions, value_account
 from orders.serializers import AccountSerializer, OrderSerializer, PositionSerializer
 
 
-def publish_order_updated(order_id: int) -> None:
-    order = Order.objects.select_related("instrument", "created_by").get(pk=order_id)
+def publish_order_updated(order: Order) -> None:
+    """Publish an order as saved (call after commit, with instrument and created_by loaded)."""
     publish_account_event(order.account_id, "order.updated", OrderSerializer(order).data)
 
 
-def publish_position_updated(position_id: int) -> None:
-    position = Position.objects.select_related("instrument").get(pk=position_id)
-    (mark,) = mark_positions([position])
-    publish_account_event(position.account_id, "position.updated", PositionSerializer(mark).data)
+def _load_account(account_id: int) -> TradingAccount:
+    return (
+        TradingAccount.objects.select_related("program__firm", "broker_connection")
+        .defer("broker_connection__credentials")  # no need to decrypt secrets for a summary
+        .get(pk=account_id)
+    )
 
 
 def publish_account_updated(account_id: int) -> None:
-    account = TradingAccount.objects.select_related("program__firm", "broker_connection").get(pk=account_id)
-    publish_account_event(account_id, "account.updated", AccountSerializer(value_account(account)).data)
+    valuation = value_account(_load_account(account_id))
+    publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
 
 
-def publish_order_on_commit(order_id: int) -> None:
-    on_commit(lambda: publish_order_updated(order_id))
+def publish_marks(account_id: int, *, symbol: str) -> None:
+    """Fresh unrealized P&L after a price change: the positions in `symbol`, then the account."""
+    valuation = value_account(_load_account(account_id))
+    for mark in valuation.positions:
+        if mark.position.instrument.symbol == symbol:
+            publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
+    publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
 
 
-def publish_fill_on_commit(*, order_id: int, position_id: int, account_id: int) -> None:
+def publish_order_on_commit(order: Order) -> None:
+    """After commit, publish the order in the state it was saved in."""
+    on_commit(lambda: publish_order_updated(order))
+
+
+def publish_fill_on_commit(*, order: Order, position: Position, account_id: int) -> None:
+    """After commit: the order, the position and the account, from one valuation of the account."""
+
     def publish() -> None:
-        publish_order_updated(order_id)
-        publish_position_updated(position_id)
-        publish_account_updated(account_id)
+        publish_order_updated(order)
+        account = _load_account(account_id)
+        valuation = value_account(account)
+        (mark,) = [m for m in valuation.positions if m.position.pk == position.pk] or mark_positions([position])
+        publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
+        publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
 
     on_commit(publish)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import TradingAccount
@@ -165,8 +165,9 @@ def value_account(account: TradingAccount) -> AccountValuation:
 
 
 def accounts_exposed_to(symbol: str) -> list[int]:
+    """Ids of the accounts with an open position in `symbol`."""
     return list(
-        Position.objects.open().filter(Q(instrument__symbol=symbol)).values_list("account_id", flat=True).distinct()
+        Position.objects.open().filter(instrument__symbol=symbol).values_list("account_id", flat=True).distinct()
     )
 
 

@@ -3,8 +3,8 @@
 The order path is exactly once: an order row with its client id is committed before anything
 leaves the process; a worker claims it with a compare-and-set and calls the broker once; an
 answer that never came leaves it unresolved until reconciliation asks the broker by client id.
-Broker reports (acks, status changes, fills) all enter through `apply_order_report` and
-`apply_fill`; a fill is applied once per broker fill id, with the position, realized P&L and
+Broker reports (acks, status changes, fills) all enter through `apply_broker_reports`; a fill
+is applied once per broker fill id, with the position, realized P&L and
 account balance changed in the same transaction.
 
 Lock order, everywhere: account, then order, then position.
@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import TradingAccount
@@ -162,7 +163,7 @@ def _move(order: Order, target: OrderStatus, event_type: OrderEventType, **event
     order.transition_to(target)
     order.save()
     _record(order, event_type, from_status=previous, to_status=target, **event)
-    publish_order_on_commit(order.pk)
+    publish_order_on_commit(order)
 
 
 # -- Placing orders ---------------------------------------------------------------------
@@ -237,8 +238,7 @@ def submit_order(
                 request_fingerprint=fingerprint,
                 status=OrderStatus.NEW,
             )
-            with transaction.atomic():
-                order.save()
+            order.save()
             _record(
                 order, OrderEventType.CREATED, to_status=OrderStatus.NEW, actor=created_by, payload={"source": source}
             )
@@ -247,8 +247,9 @@ def submit_order(
                 order.reason = " ".join(d.detail for d in denials)[:500]
                 _move(order, OrderStatus.DENIED, OrderEventType.DENIED, detail=order.reason, payload=order.denials)
             else:
-                publish_order_on_commit(order.pk)
+                # On-commit callbacks run in order: the send goes first, the live update after it.
                 tasks.send_order_to_broker_task.delay_on_commit(order.pk)
+                publish_order_on_commit(order)
     except IntegrityError:
         # Another request with the same idempotency key won the race; answer as its replay.
         if client_order_id and (existing := _replay(client_order_id, fingerprint)):
@@ -284,14 +285,14 @@ def _claim_for_sending(order_id: int) -> Order | None:
         if not claimed:
             return None
         order = Order.objects.select_related("account__broker_connection", "instrument").get(pk=order_id)
+        # No live update yet: the broker's answer, a moment later, publishes the order.
         _record(order, OrderEventType.SUBMITTED, from_status=OrderStatus.NEW, to_status=OrderStatus.SUBMITTED)
-        publish_order_on_commit(order.pk)
     return order
 
 
 def _reject_unresolved(order_id: int, reason: str, *, payload: Any = None) -> None:
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = Order.objects.locked().get(pk=order_id)
         if can_transition(OrderStatus(order.status), OrderStatus.REJECTED):
             order.reason = reason[:500]
             _move(order, OrderStatus.REJECTED, OrderEventType.REJECTED, detail=reason, payload=payload)
@@ -331,13 +332,14 @@ def send_order_to_broker(*, order_id: int) -> None:
         except OutcomeUnknown as exc:
             # It may be at the broker: never send again. Ask the broker by client id instead.
             _note(order_id, OrderEventType.OUTCOME_UNKNOWN, f"{exc.message} Reconciling by client id.")
+            publish_order_on_commit(order)
             tasks.reconcile_order_task.apply_async((order_id,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
             return
     if answer is None:
         assert unavailable is not None
         _reject_unresolved(order_id, f"Broker unreachable, order not sent: {unavailable.message}")
         return
-    apply_order_report(account=order.account, report=answer)
+    apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[answer])
 
 
 # -- Broker reports in ----------------------------------------------------------------------
@@ -350,140 +352,159 @@ _EVENT_FOR_STATUS = {
 }
 
 
-def apply_order_report(*, account: TradingAccount, report: BrokerOrder) -> Order | None:
-    """Apply a broker's order status report to our order (None: not an order of ours)."""
+def _apply_order_report(*, account: TradingAccount, report: BrokerOrder) -> Order | None:
+    """Apply one status report. Call only from apply_broker_reports (it holds the account lock)."""
     if not report.client_order_id:
         logger.warning("Order %s on %s was placed outside propdesk; not adopted yet", report.broker_order_id, account)
         return None
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update().filter(account=account, client_order_id=report.client_order_id).first()
-        )
-        if order is None:
-            logger.warning("Report for unknown client order id %s on %s", report.client_order_id, account)
-            return None
-        if not order.broker_order_id:
-            order.broker_order_id = report.broker_order_id
+    order = Order.objects.locked().filter(account=account, client_order_id=report.client_order_id).first()
+    if order is None:
+        logger.warning("Report for unknown client order id %s on %s", report.client_order_id, account)
+        return None
+    new_broker_id = not order.broker_order_id
+    if new_broker_id:
+        order.broker_order_id = report.broker_order_id
+    target = status_for_report(OrderStatus(order.status), report.status)
+    if target is None:
+        if new_broker_id:
             order.save(update_fields=["broker_order_id", "updated_at"])
-        target = status_for_report(OrderStatus(order.status), report.status)
-        if target is not None:
-            if target in (OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
-                order.reason = report.reason[:500]
-            _move(
-                order,
-                target,
-                _EVENT_FOR_STATUS[target],
-                detail=report.reason,
-                payload=asdict(report),
-                occurred_at=report.occurred_at,
-            )
         return order
+    if target in (OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
+        order.reason = report.reason[:500]
+    _move(
+        order,
+        target,
+        _EVENT_FOR_STATUS[target],
+        detail=report.reason,
+        payload=asdict(report),
+        occurred_at=report.occurred_at,
+    )
+    return order
 
 
-def apply_fill(*, account: TradingAccount, fill: BrokerFill) -> Fill | None:
-    """Apply one fill exactly once (None: already applied, or not an order of ours)."""
+def _apply_fill(*, account: TradingAccount, fill: BrokerFill) -> Fill | None:
+    """Apply one fill exactly once (None: already applied, or not an order of ours).
+
+    Call only from apply_broker_reports: it holds the account's row lock, which serializes every
+    write to the account's fills, positions and balance.
+    """
     if not fill.client_order_id:
         logger.warning(
             "Fill %s on %s belongs to an order placed outside propdesk; not adopted yet", fill.fill_id, account
         )
         return None
-    with transaction.atomic():
-        account = TradingAccount.objects.select_for_update().get(pk=account.pk)
-        order = (
-            Order.objects.select_for_update()
-            .select_related("instrument")
-            .filter(account=account, client_order_id=fill.client_order_id)
-            .first()
-        )
-        if order is None:
-            logger.warning("Fill %s for unknown client order id %s on %s", fill.fill_id, fill.client_order_id, account)
-            return None
-        if Fill.objects.filter(account=account, broker_fill_id=fill.fill_id).exists():
-            return None
-        instrument: Instrument = order.instrument
-        position, _ = Position.objects.select_for_update().get_or_create(account=account, instrument=instrument)
-        state, realized = position_after_fill(
-            PositionState(position.quantity, position.avg_price),
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-            point_value=instrument.point_value,
-        )
-        applied = Fill.objects.create(
-            order=order,
-            account=account,
-            instrument=instrument,
-            broker_fill_id=fill.fill_id,
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            realized_pnl=realized,
-            trade_date=trade_date_for(fill.occurred_at),
-            occurred_at=fill.occurred_at,
-        )
-        if position.quantity == 0 or (state.quantity > 0) != (position.quantity > 0):
-            position.opened_at = fill.occurred_at if state.quantity else None
-        position.quantity, position.avg_price = state.quantity, state.avg_price
-        position.realized_pnl += realized
-        position.save()
-        account.balance += realized - fill.fee
-        account.save(update_fields=["balance", "updated_at"])
+    order = Order.objects.locked().filter(account=account, client_order_id=fill.client_order_id).first()
+    if order is None:
+        logger.warning("Fill %s for unknown client order id %s on %s", fill.fill_id, fill.client_order_id, account)
+        return None
+    if Fill.objects.filter(account=account, broker_fill_id=fill.fill_id).exists():
+        return None
+    instrument: Instrument = order.instrument
+    position, _ = Position.objects.get_or_create(account=account, instrument=instrument)
+    state, realized = position_after_fill(
+        PositionState(position.quantity, position.avg_price),
+        side=fill.side,
+        quantity=fill.quantity,
+        price=fill.price,
+        point_value=instrument.point_value,
+    )
+    applied = Fill.objects.create(
+        order=order,
+        account=account,
+        instrument=instrument,
+        broker_fill_id=fill.fill_id,
+        side=fill.side,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fill.fee,
+        realized_pnl=realized,
+        trade_date=trade_date_for(fill.occurred_at),
+        occurred_at=fill.occurred_at,
+    )
+    if position.quantity == 0 or (state.quantity > 0) != (position.quantity > 0):
+        position.opened_at = fill.occurred_at if state.quantity else None
+    position.quantity, position.avg_price = state.quantity, state.avg_price
+    position.realized_pnl += realized
+    position.save()
+    # An UPDATE with F(): cash changes are not "who changed the account" history rows.
+    TradingAccount.objects.filter(pk=account.pk).update(
+        balance=F("balance") + realized - fill.fee, updated_at=timezone.now()
+    )
 
-        order.avg_fill_price = average_fill_price(
-            filled_before=order.filled_quantity,
-            avg_before=order.avg_fill_price,
-            quantity=fill.quantity,
-            price=fill.price,
-        )
-        order.filled_quantity += fill.quantity
-        if not order.broker_order_id:
-            order.broker_order_id = fill.broker_order_id
-        previous = order.status
-        target = status_after_fill(
-            OrderStatus(previous), filled_quantity=order.filled_quantity, quantity=order.quantity
-        )
-        detail = f"{fill.side} {fill.quantity} @ {fill.price}"
-        if target is not None and can_transition(OrderStatus(previous), target):
-            order.transition_to(target)
-        elif target is not None:
-            # The broker filled an order it had told us was over: its fills are the truth for
-            # the position, but the contradiction is kept on record.
-            detail += f" (fill on an order that was {previous})"
-        order.save()
-        _record(
-            order,
-            OrderEventType.FILL,
-            from_status=previous,
-            to_status=order.status,
-            detail=detail,
-            payload=asdict(fill),
-            occurred_at=fill.occurred_at,
-        )
-        publish_fill_on_commit(order_id=order.pk, position_id=position.pk, account_id=account.pk)
-        return applied
+    order.avg_fill_price = average_fill_price(
+        filled_before=order.filled_quantity,
+        avg_before=order.avg_fill_price,
+        quantity=fill.quantity,
+        price=fill.price,
+    )
+    order.filled_quantity += fill.quantity
+    if not order.broker_order_id:
+        order.broker_order_id = fill.broker_order_id
+    previous = order.status
+    target = status_after_fill(OrderStatus(previous), filled_quantity=order.filled_quantity, quantity=order.quantity)
+    detail = f"{fill.side} {fill.quantity} @ {fill.price}"
+    if target is not None and can_transition(OrderStatus(previous), target):
+        order.transition_to(target)
+    elif target is not None:
+        # The broker filled an order it had told us was over: its fills are the truth for
+        # the position, but the contradiction is kept on record.
+        detail += f" (fill on an order that was {previous})"
+    order.save()
+    _record(
+        order,
+        OrderEventType.FILL,
+        from_status=previous,
+        to_status=order.status,
+        detail=detail,
+        payload=asdict(fill),
+        occurred_at=fill.occurred_at,
+    )
+    publish_fill_on_commit(order=order, position=position, account_id=account.pk)
+    return applied
 
 
-def apply_broker_reports(*, connection: BrokerConnection, reports: list[BrokerOrder | BrokerFill]) -> None:
-    accounts = {a.broker_account_id: a for a in TradingAccount.objects.filter(broker_connection=connection)}
-    for report in reports:
-        account = accounts.get(report.account_ref)
-        if account is None:
-            logger.warning(
-                "Report for account %s, which no propdesk account on %s uses", report.account_ref, connection
+# Status reports that fills make redundant: fill progress comes from fills (see status_for_report).
+_FILL_PROGRESS = frozenset({ReportedStatus.WORKING, ReportedStatus.PARTIALLY_FILLED, ReportedStatus.FILLED})
+
+
+def apply_broker_reports(*, connection_id: int, reports: list[BrokerOrder | BrokerFill]) -> list[Fill]:
+    """The one way broker reports reach our books (pushed events, answers, reconciliation).
+
+    Per account, one transaction holding the account's row lock: fills first, in order, then the
+    newest status report of each order (older ones are stale by the state table). Live updates
+    go out once the account's batch is committed. Returns the fills newly applied.
+    """
+    applied: list[Fill] = []
+    for ref in dict.fromkeys(report.account_ref for report in reports):
+        mine = [report for report in reports if report.account_ref == ref]
+        fills = [report for report in mine if isinstance(report, BrokerFill)]
+        filled_orders = {fill.client_order_id for fill in fills}
+        newest = {r.client_order_id or r.broker_order_id: r for r in mine if isinstance(r, BrokerOrder)}
+        with transaction.atomic():
+            account = (
+                TradingAccount.objects.select_for_update()
+                .filter(broker_connection_id=connection_id, broker_account_id=ref)
+                .first()
             )
-            continue
-        if isinstance(report, BrokerFill):
-            apply_fill(account=account, fill=report)
-        else:
-            apply_order_report(account=account, report=report)
+            if account is None:
+                logger.warning(
+                    "Reports for account %s, which no propdesk account on connection %s uses", ref, connection_id
+                )
+                continue
+            for fill in fills:
+                if done := _apply_fill(account=account, fill=fill):
+                    applied.append(done)
+            for report in newest.values():
+                if report.status in _FILL_PROGRESS and report.client_order_id in filled_orders:
+                    continue  # the fills just applied already moved the order further
+                _apply_order_report(account=account, report=report)
+    return applied
 
 
 def ingest_broker_events(*, connection_id: int, events: list[dict[str, Any]]) -> None:
     """Events a broker pushed (its stream) -> reports -> our books."""
     connection = BrokerConnection.objects.get(pk=connection_id)
-    reports = registry.get_adapter(connection).parse_events(events)
-    apply_broker_reports(connection=connection, reports=reports)
+    apply_broker_reports(connection_id=connection_id, reports=registry.get_adapter(connection).parse_events(events))
 
 
 # -- Cancelling ------------------------------------------------------------------------------
@@ -491,7 +512,7 @@ def ingest_broker_events(*, connection_id: int, events: list[dict[str, Any]]) ->
 
 def request_cancel(*, order: Order, actor: User | None = None) -> Order:
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+        order = Order.objects.locked().get(pk=order.pk)
         if order.status == OrderStatus.PENDING_CANCEL:
             return order
         if order.status not in CANCELABLE_STATUSES:
@@ -524,7 +545,7 @@ def send_cancel_to_broker(*, order_id: int) -> None:
         _note(order_id, OrderEventType.OUTCOME_UNKNOWN, f"Cancel: {exc.message} Reconciling.")
         tasks.reconcile_order_task.apply_async((order_id,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
         return
-    apply_order_report(account=order.account, report=report)
+    apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[report])
 
 
 # -- Closing and flattening ---------------------------------------------------------------------
@@ -546,7 +567,9 @@ def close_position(
         validate_quantity(quantity)
     with transaction.atomic():
         account = (
-            TradingAccount.objects.select_for_update().select_related("broker_connection").get(pk=position.account_id)
+            TradingAccount.objects.select_for_update(of=("self",))
+            .select_related("broker_connection")
+            .get(pk=position.account_id)
         )
         position = Position.objects.select_related("instrument").get(pk=position.pk)
         if position.quantity == 0:
@@ -623,14 +646,17 @@ def reconcile_order(*, order_id: int, cancel_refused: bool = False) -> None:
             _reject_unresolved(order_id, "The broker has no record of this order: it never arrived. It was not resent.")
         return
     was_unresolved = order.status == OrderStatus.SUBMITTED
+    fills: list[BrokerFill] = []
     if report.filled_quantity > order.filled_quantity:
         since = (order.submitted_at or order.created_at) - settings.ORDER_LOST_AFTER
-        for fill in adapter.list_fills(account_ref=account.broker_account_id, since=since):
-            if fill.client_order_id == order.client_order_id:
-                apply_fill(account=account, fill=fill)
-    apply_order_report(account=account, report=report)
+        fills = [
+            fill
+            for fill in adapter.list_fills(account_ref=account.broker_account_id, since=since)
+            if fill.client_order_id == order.client_order_id
+        ]
+    apply_broker_reports(connection_id=account.broker_connection_id, reports=[*fills, report])
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = Order.objects.locked().get(pk=order_id)
         if (
             order.status == OrderStatus.PENDING_CANCEL
             and report.status in (ReportedStatus.WORKING, ReportedStatus.PARTIALLY_FILLED)

@@ -11,9 +11,8 @@ from accounts.models import TradingAccount
 from brokers.market_data import record_last_price
 from config.redis_client import get_redis, key
 from orders.domain import OrderIntent
-from orders.models import Position
-from orders.realtime import publish_account_on_commit, publish_account_updated, publish_position_updated
-from orders.selectors import open_position_quantities, working_quantities
+from orders.realtime import publish_account_on_commit, publish_marks
+from orders.selectors import accounts_exposed_to, open_position_quantities, working_quantities
 from risk import tasks
 from risk.rules import AccountSnapshot, Denial, evaluate_pre_trade
 
@@ -65,7 +64,7 @@ def resume_account(*, account: TradingAccount, actor: AbstractBaseUser | None = 
 def apply_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> None:
     """A new last price: store and publish it, then re-mark exposed accounts (debounced)."""
     record_last_price(symbol=symbol, price=price, at=at)
-    if not Position.objects.open().filter(instrument__symbol=symbol).exists():
+    if not accounts_exposed_to(symbol):
         return
     # One pending mark per instrument: the mark reads the newest price when it runs, so the
     # ticks in between need no work of their own.
@@ -74,10 +73,8 @@ def apply_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> N
 
 
 def mark_to_market(*, symbol: str) -> int:
-    """Publish fresh unrealized P&L for every open position in `symbol`; returns how many."""
-    positions = list(Position.objects.open().filter(instrument__symbol=symbol).values_list("pk", "account_id"))
-    for position_id, _ in positions:
-        publish_position_updated(position_id)
-    for account_id in {account_id for _, account_id in positions}:
-        publish_account_updated(account_id)
-    return len(positions)
+    """Publish fresh unrealized P&L to every account holding `symbol`; returns how many."""
+    account_ids = accounts_exposed_to(symbol)
+    for account_id in account_ids:
+        publish_marks(account_id, symbol=symbol)
+    return len(account_ids)

@@ -1,6 +1,7 @@
 """Adapter for the paper venue: translates our requests to the venue's API and its wire format
 (JSON dicts, as a broker's REST answers and stream events would be) back into reports."""
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -24,6 +25,8 @@ from brokers.interface import (
 from brokers.models import BrokerConnection
 from brokers.paper import venue
 from brokers.paper.venue import VenueError
+
+logger = logging.getLogger(__name__)
 
 _STATUSES = {
     "working": ReportedStatus.WORKING,
@@ -78,14 +81,27 @@ def parse_fill(wire: dict[str, Any]) -> BrokerFill:
     )
 
 
+def parse_events(events: Sequence[dict[str, Any]]) -> list[Report]:
+    parsers = {"order": parse_order, "fill": parse_fill}
+    return [parsers[event["type"]](event) for event in events if event.get("type") in parsers]
+
+
 def deliver_venue_events(stream_key: str, events: list[dict[str, Any]]) -> None:
-    """The venue's push channel (its "user stream"): hand the events to a worker for ingestion.
+    """The venue's push channel (its "user stream"), for the connection whose id is `stream_key`.
 
-    `stream_key` is the id of the connection that opened the venue account.
+    Events are applied in the process the venue ran in, as a streaming broker's callbacks would
+    be, saving a queue hop on every fill. If that fails, a worker retries them: applying is
+    idempotent (fills by fill id, statuses by the state table).
     """
-    from brokers.tasks import ingest_broker_events_task
+    from orders.services import apply_broker_reports  # the one ingestion path; imported late (cycle)
 
-    ingest_broker_events_task.delay(int(stream_key), events)
+    try:
+        apply_broker_reports(connection_id=int(stream_key), reports=parse_events(events))
+    except Exception:
+        logger.exception("Applying paper venue events failed; a worker will retry them")
+        from brokers.tasks import ingest_broker_events_task
+
+        ingest_broker_events_task.delay(int(stream_key), events)
 
 
 class PaperBroker:
@@ -202,5 +218,4 @@ class PaperBroker:
         return HealthReport(ok=bool(wire["ok"]), detail=f"{wire['listed']} contracts listed")
 
     def parse_events(self, events: Sequence[dict[str, Any]]) -> list[Report]:
-        parsers = {"order": parse_order, "fill": parse_fill}
-        return [parsers[event["type"]](event) for event in events if event.get("type") in parsers]
+        return parse_events(events)

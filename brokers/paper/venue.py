@@ -122,13 +122,22 @@ def inject_fault(name: str, times: int = 1) -> None:
     get_redis().hset(key("paper", "faults"), name, times)
 
 
+# Decrement-if-positive in one round trip: fault checks sit on every order's path.
+_TAKE_FAULT = """
+local left = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if left > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) return 1 end
+return 0
+"""
+
+
+@cache
+def _take_fault_script():  # type: ignore[no-untyped-def]
+    return get_redis().register_script(_TAKE_FAULT)
+
+
 def take_fault(name: str) -> bool:
     """Consume one pending fault of this kind; True when there was one."""
-    left = get_redis().hincrby(key("paper", "faults"), name, -1)
-    if left < 0:
-        get_redis().hset(key("paper", "faults"), name, 0)
-        return False
-    return True
+    return bool(_take_fault_script()(keys=[key("paper", "faults")], args=[name]))
 
 
 def clear_faults() -> None:

@@ -61,7 +61,7 @@ class OrderListCreateApi(generics.ListAPIView):
 
     @extend_schema(
         request=OrderInputSerializer,
-        responses={201: OrderDetailSerializer, 200: OrderDetailSerializer},
+        responses={201: OrderSerializer, 200: OrderSerializer},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request: Request) -> Response:
@@ -86,8 +86,8 @@ class OrderListCreateApi(generics.ListAPIView):
         )
         if outcome.order.status == OrderStatus.DENIED:
             raise denial_error(outcome.order)
-        order = selectors.get_order_for_user(user=request.user, order_id=outcome.order.pk)
-        return Response(OrderDetailSerializer(order).data, status=201 if outcome.created else 200)
+        # The new order as stored; GET /orders/{id}/ adds its event history.
+        return Response(OrderSerializer(outcome.order).data, status=201 if outcome.created else 200)
 
 
 def _client_order_id_from_key(request: Request) -> str | None:

@@ -41,7 +41,6 @@ def stack_environment() -> dict[str, str]:
         "CSRF_TRUSTED_ORIGINS": "http://127.0.0.1,http://localhost",
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
-        "CONN_MAX_AGE": "0",
         "LOG_LEVEL": "WARNING",
     }
 
