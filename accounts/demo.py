@@ -54,16 +54,7 @@ def seed_demo() -> DemoSummary:
     with transaction.atomic():
         rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
         summary.instruments = [i.symbol for i in load_instruments(rows)]
-        for row in rows:
-            paper = row.get("paper")
-            if paper:
-                venue.list_contract(
-                    symbol=row["symbol"],
-                    tick_size=Decimal(row["tick_size"]),
-                    tick_value=Decimal(row["tick_value"]),
-                    start_price=Decimal(paper["start_price"]),
-                    fee_per_contract=Decimal(paper["fee_per_contract"]),
-                )
+        venue.list_contracts(rows)
 
         connection, _ = BrokerConnection.objects.get_or_create(
             name="Paper (demo)", defaults={"kind": BrokerKind.PAPER, "environment": Environment.DEMO}

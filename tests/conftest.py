@@ -71,19 +71,17 @@ class PaperWorld:
         feed.publish_price(symbol=symbol, price=Decimal(price))
 
 
+def load_cme_instruments() -> None:
+    """The shipped CME instruments, also listed on the paper venue."""
+    rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
+    load_instruments(rows)
+    venue.list_contracts(rows)
+
+
 @pytest.fixture
 def paper(db, commit) -> PaperWorld:  # type: ignore[no-untyped-def]
     """The shipped CME instruments listed on the paper venue, one paper connection, MES at 5000."""
-    rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
-    load_instruments(rows)
-    for row in rows:
-        venue.list_contract(
-            symbol=row["symbol"],
-            tick_size=Decimal(row["tick_size"]),
-            tick_value=Decimal(row["tick_value"]),
-            start_price=Decimal(row["paper"]["start_price"]),
-            fee_per_contract=Decimal(row["paper"]["fee_per_contract"]),
-        )
+    load_cme_instruments()
     world = PaperWorld(
         connection=BrokerConnectionFactory(name="Paper test"),
         mes=Instrument.objects.get(symbol="MESZ6"),
@@ -131,9 +129,13 @@ def bob_account(paper, bob, commit) -> TradingAccount:  # type: ignore[no-untype
     return account
 
 
+def token_for(user) -> str:  # type: ignore[no-untyped-def]
+    return Token.objects.get_or_create(user=user)[0].key
+
+
 def client_for(user) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
     return client
 
 

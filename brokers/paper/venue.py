@@ -5,7 +5,7 @@ pushes what happened (order updates, fills) to the account's stream after its tr
 commits, as a broker's user stream would. Only the paper adapter calls these functions.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -169,6 +169,21 @@ def list_contract(
         },
     )
     return contract
+
+
+def list_contracts(rows: Iterable[dict[str, Any]]) -> list[VenueContract]:
+    """List the rows of an instrument data file that carry a `paper` section (start price, fee)."""
+    return [
+        list_contract(
+            symbol=row["symbol"],
+            tick_size=Decimal(str(row["tick_size"])),
+            tick_value=Decimal(str(row["tick_value"])),
+            start_price=Decimal(str(row["paper"]["start_price"])),
+            fee_per_contract=Decimal(str(row["paper"].get("fee_per_contract", "0"))),
+        )
+        for row in rows
+        if row.get("paper")
+    ]
 
 
 def _locked_account(ref: str) -> VenueAccount:

@@ -7,19 +7,19 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from accounts.models import AccountMembership
 from accounts.services import revoke_account_access
 from config.asgi import application
 from orders import services
 from orders.domain import OrderIntent, OrderSide, OrderSource, OrderType
+from tests.conftest import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def token_path(user) -> str:  # type: ignore[no-untyped-def]
-    return f"/ws/live/?token={Token.objects.get_or_create(user=user)[0].key}"
+    return f"/ws/live/?token={token_for(user)}"
 
 
 def place(account, quantity: int = 1) -> None:  # type: ignore[no-untyped-def]

@@ -13,11 +13,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from accounts.services import grant_account_access, open_trading_account
 from brokers.adapters.paper import PaperBroker
-from brokers.paper import venue
 from brokers.paper.models import VenueOrder
-from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
 from risk.services import halt_account
-from tests.conftest import client_for
+from tests.conftest import load_cme_instruments, token_for
 from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -63,22 +61,9 @@ def page(browser: Browser, live_stack) -> Iterator[Page]:  # type: ignore[no-unt
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-def token(user) -> str:  # type: ignore[no-untyped-def]
-    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]
-
-
 @pytest.fixture
 def world():  # type: ignore[no-untyped-def]
-    rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
-    load_instruments(rows)
-    for row in rows:
-        venue.list_contract(
-            symbol=row["symbol"],
-            tick_size=Decimal(row["tick_size"]),
-            tick_value=Decimal(row["tick_value"]),
-            start_price=Decimal(row["paper"]["start_price"]),
-            fee_per_contract=Decimal(row["paper"]["fee_per_contract"]),
-        )
+    load_cme_instruments()
     connection = BrokerConnectionFactory(name="Paper browser")
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     # The test settings hash with MD5, which the stack (base settings) does not accept.
@@ -108,7 +93,7 @@ def log_in(page: Page, username: str) -> None:
 
 
 def api_for(live_stack, user) -> httpx.Client:  # type: ignore[no-untyped-def]
-    return httpx.Client(base_url=live_stack.base_url, headers={"Authorization": f"Token {token(user)}"})
+    return httpx.Client(base_url=live_stack.base_url, headers={"Authorization": f"Token {token_for(user)}"})
 
 
 def set_price(live_stack, staff, symbol: str, price: str) -> None:  # type: ignore[no-untyped-def]

@@ -11,30 +11,15 @@ from websockets.sync.client import connect
 
 from accounts.services import grant_account_access, open_trading_account
 from brokers.adapters.paper import PaperBroker
-from brokers.paper import venue
-from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
-from tests.conftest import client_for
+from tests.conftest import load_cme_instruments, token_for
 from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def token(user) -> str:  # type: ignore[no-untyped-def]
-    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]
-
-
 @pytest.fixture
 def world():  # type: ignore[no-untyped-def]
-    rows = read_instrument_file(DEFAULT_INSTRUMENT_FILE)
-    load_instruments(rows)
-    for row in rows:
-        venue.list_contract(
-            symbol=row["symbol"],
-            tick_size=Decimal(row["tick_size"]),
-            tick_value=Decimal(row["tick_value"]),
-            start_price=Decimal(row["paper"]["start_price"]),
-            fee_per_contract=Decimal(row["paper"]["fee_per_contract"]),
-        )
+    load_cme_instruments()
     connection = BrokerConnectionFactory(name="Paper e2e")
     alice, bob, staff = UserFactory(username="alice"), UserFactory(username="bob"), StaffFactory(username="staff")
     accounts = {}
@@ -76,12 +61,14 @@ def drain(ws, seconds: float) -> list[dict]:  # type: ignore[no-untyped-def]
 
 def test_order_fills_and_position_arrives_over_websocket(live_stack, world):
     alice_account = world["accounts"]["alice"]
-    api = httpx.Client(base_url=live_stack.base_url, headers={"Authorization": f"Token {token(world['alice'])}"})
-    staff_api = httpx.Client(base_url=live_stack.base_url, headers={"Authorization": f"Token {token(world['staff'])}"})
+    api = httpx.Client(base_url=live_stack.base_url, headers={"Authorization": f"Token {token_for(world['alice'])}"})
+    staff_api = httpx.Client(
+        base_url=live_stack.base_url, headers={"Authorization": f"Token {token_for(world['staff'])}"}
+    )
 
     with (
-        connect(f"{live_stack.ws_url}/ws/live/?token={token(world['alice'])}") as alice_ws,
-        connect(f"{live_stack.ws_url}/ws/live/?token={token(world['bob'])}") as bob_ws,
+        connect(f"{live_stack.ws_url}/ws/live/?token={token_for(world['alice'])}") as alice_ws,
+        connect(f"{live_stack.ws_url}/ws/live/?token={token_for(world['bob'])}") as bob_ws,
     ):
         hello = json.loads(alice_ws.recv(timeout=5))
         assert hello == {"type": "hello", "data": {"accounts": [alice_account.pk]}}
