@@ -23,3 +23,13 @@ def resolve_instrument(symbol: str) -> Instrument:
             f"No tradable instrument {symbol!r}: use a contract like MESZ6 or a root like MES.", field="symbol"
         )
     return ranked[0]
+
+
+def tradable_instruments() -> list[Instrument]:
+    return list(Instrument.objects.tradable().order_by("root", "expires_on"))
+
+
+def known_symbols(symbols: list[str]) -> list[str]:
+    """Which of these contract symbols exist (quotes may be subscribed for any of them)."""
+    wanted = {s.strip().upper() for s in symbols}
+    return list(Instrument.objects.filter(symbol__in=wanted).values_list("symbol", flat=True))

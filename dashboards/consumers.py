@@ -12,8 +12,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.realtime import STAFF_GROUP, account_group, user_group
 from accounts.selectors import visible_account_ids
-from brokers.models import Instrument
 from brokers.realtime import quotes_group
+from brokers.selectors import known_symbols
 
 CLOSE_UNAUTHENTICATED = 4401
 MAX_QUOTE_SUBSCRIPTIONS = 200
@@ -53,7 +53,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
                 await self._error("bad_request", "symbols must be a list of instrument symbols.")
                 return
-            known = await database_sync_to_async(_known_symbols)(symbols[:MAX_QUOTE_SUBSCRIPTIONS])
+            known = await database_sync_to_async(known_symbols)(symbols[:MAX_QUOTE_SUBSCRIPTIONS])
             for symbol in known:
                 group = quotes_group(symbol)
                 if group not in self.quote_groups:
@@ -82,8 +82,3 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def access_changed(self, event: dict[str, Any]) -> None:
         await self._join_allowed_groups()
-
-
-def _known_symbols(symbols: list[str]) -> list[str]:
-    wanted = {s.strip().upper() for s in symbols}
-    return list(Instrument.objects.filter(symbol__in=wanted).values_list("symbol", flat=True))

@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accounts.selectors import accounts_visible_to, get_account_for_user
-from brokers.models import Instrument
+from brokers.selectors import tradable_instruments
 from config.errors import NotFoundError
 from orders.selectors import recent_orders, value_account, value_accounts
 from orders.serializers import AccountSerializer, OrderSerializer
@@ -25,8 +25,7 @@ def home(request: HttpRequest) -> HttpResponse:
     accounts = AccountSerializer(value_accounts(list(accounts_visible_to(request.user))), many=True).data
     for account in accounts:
         account["activity"] = _activity(account["id"], account["positions"])
-    instruments = Instrument.objects.tradable().order_by("root").values_list("symbol", "root", "tick_size")
-    return render(request, "dashboards/home.html", {"accounts": accounts, "instruments": instruments})
+    return render(request, "dashboards/home.html", {"accounts": accounts, "instruments": tradable_instruments()})
 
 
 @login_required
