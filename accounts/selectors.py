@@ -50,7 +50,3 @@ def get_tradable_account_for_user(*, user: User, account_id: int | str) -> Tradi
     if not account.may_trade:
         raise NotAllowedToTrade(f"You may watch account {account.name} but not trade it.", field="account")
     return account
-
-
-def user_can_view_account(*, user: User, account_id: int) -> bool:
-    return TradingAccount.objects.visible_to(user).filter(pk=account_id).exists()

@@ -21,10 +21,6 @@ def unavailable_reason(kind: str) -> str | None:
     return None
 
 
-def has_adapter(kind: str) -> bool:
-    return unavailable_reason(kind) is None
-
-
 def get_adapter(connection: BrokerConnection) -> BrokerAdapter:
     reason = unavailable_reason(connection.kind)
     if reason:

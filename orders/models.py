@@ -28,9 +28,6 @@ class OrderQuerySet(models.QuerySet["Order"]):
     def open(self) -> "OrderQuerySet":
         return self.filter(status__in=OPEN_STATUSES)
 
-    def for_account(self, account_id: int) -> "OrderQuerySet":
-        return self.filter(account_id=account_id)
-
     def locked(self) -> "OrderQuerySet":
         """Rows locked for update (only the orders: joined instrument and user rows stay free),
         with what publishing an order needs already loaded."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -80,10 +80,3 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body = error_body(_CODES.get(code, code), str(exc.detail))
         return Response(body, status=exc.status_code, headers=headers)
     return None
-
-
-def not_found_body(detail: str = "Not found.") -> dict[str, Any]:
-    return error_body("not_found", detail)
-
-
-__all__ = ["api_exception_handler", "error_body", "not_found_body", "status"]
