@@ -10,6 +10,8 @@ from accounts.models import AccountMembership, Firm, Program, TradingAccount
 from accounts.services import grant_account_access, revoke_account_access
 from config.errors import DomainError
 from orders.services import flatten_account
+from risk.admin import PROGRAM_RULE_INLINES, AccountRuleOverrideInline
+from risk.selectors import RiskAssessment, assess_account, assess_accounts
 from risk.services import halt_account, resume_account
 
 
@@ -25,6 +27,7 @@ class ProgramAdmin(SimpleHistoryAdmin):
     list_display = ["name", "firm", "phase", "starting_balance", "currency", "is_active"]
     list_filter = ["firm", "phase", "is_active"]
     search_fields = ["name", "firm__name"]
+    inlines = PROGRAM_RULE_INLINES
 
 
 class MembershipInline(admin.TabularInline):
@@ -46,13 +49,61 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
         "status",
         "trading_state",
         "trading_state_reason",
+        "drawdown_room",
+        "daily_loss_room",
+        "blocked_until",
     ]
     list_filter = ["status", "trading_state", "program__firm", "program", "broker_connection"]
     search_fields = ["name", "broker_account_id", "memberships__user__username"]
     list_select_related = ["program__firm", "broker_connection"]
-    readonly_fields = ["balance", "trading_state", "trading_state_reason", "created_at", "updated_at"]
-    inlines = [MembershipInline]
+    readonly_fields = ["balance", "trading_state", "trading_state_reason", "risk_headroom", "created_at", "updated_at"]
+    inlines = [MembershipInline, AccountRuleOverrideInline]
     actions = ["flatten_selected", "halt_selected", "resume_selected"]
+
+    def get_changelist_instance(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        # One bulk assessment for the page instead of ~10 queries per row.
+        changelist = super().get_changelist_instance(request)
+        for assessment in assess_accounts(list(changelist.result_list)):
+            assessment.account._risk = assessment  # type: ignore[attr-defined]
+        return changelist
+
+    @staticmethod
+    def _room(account: TradingAccount, rule: str) -> str:
+        assessment: RiskAssessment | None = getattr(account, "_risk", None)
+        headroom = assessment.headroom_for(rule) if assessment else None
+        if headroom is None:
+            return "-"
+        return f"{headroom.room:,.2f} ({headroom.percent}%)" + (" BREACHED" if headroom.breached else "")
+
+    @admin.display(description="Room above drawdown floor")
+    def drawdown_room(self, account: TradingAccount) -> str:
+        return self._room(account, "drawdown")
+
+    @admin.display(description="Room under daily loss limit")
+    def daily_loss_room(self, account: TradingAccount) -> str:
+        return self._room(account, "daily_loss")
+
+    @admin.display(description="Blocked until (soft limit)")
+    def blocked_until(self, account: TradingAccount) -> str:
+        assessment: RiskAssessment | None = getattr(account, "_risk", None)
+        until = assessment.state.blocked_until if assessment else None
+        return f"{until:%Y-%m-%d %H:%M} UTC" if until else "-"
+
+    @admin.display(description="Headroom per rule")
+    def risk_headroom(self, account: TradingAccount) -> str:
+        if not account.pk:
+            return "-"
+        assessment = assess_account(account)
+        lines = [
+            f"{h.rule}: limit {h.limit:,.2f}, now {h.observed:,.2f}, room {h.room:,.2f} ({h.percent}%)"
+            + (" BREACHED" if h.breached else "")
+            for h in assessment.headroom
+        ]
+        if assessment.state.blocked_until:
+            lines.append(
+                f"blocked until {assessment.state.blocked_until:%Y-%m-%d %H:%M} UTC: {assessment.state.blocked_reason}"
+            )
+        return "\n".join(lines) or "No loss or contract limits."
 
     def save_model(self, request: HttpRequest, obj: TradingAccount, form: object, change: bool) -> None:
         # Balance moves only through fills; a new account starts at its starting balance.
@@ -61,6 +112,9 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
         super().save_model(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: object, formset: object, change: bool) -> None:
+        if formset.model is not AccountMembership:  # type: ignore[attr-defined]
+            super().save_formset(request, form, formset, change)
+            return
         # Access changes go through the services so open live connections are told at once.
         instances = formset.save(commit=False)  # type: ignore[attr-defined]
         for membership in formset.deleted_objects:  # type: ignore[attr-defined]

@@ -1,28 +1,29 @@
-"""Demo data for `make run`: firms, 50K programs, traders, paper accounts, CME instruments.
+"""Demo data for `make run`: the firm templates and market calendar, traders, paper accounts on
+template programs, CME instruments.
 
 Idempotent: running it again updates what exists and creates only what is missing.
 """
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from accounts.domain import Phase
-from accounts.models import AccountMembership, Firm, Program, TradingAccount
+from accounts.models import AccountMembership, Program, TradingAccount
 from accounts.services import grant_account_access, open_trading_account
 from brokers.adapters.paper import PaperBroker
 from brokers.models import BrokerConnection, BrokerKind, Environment
 from brokers.paper import feed, venue
 from brokers.paper.models import VenueContract
 from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
+from risk.templates import load_firm_templates, load_market_calendar
 
-FIRMS = {
-    "Topstep": ("https://www.topstep.com", "50K Trading Combine"),
-    "Apex Trader Funding": ("https://apextraderfunding.com", "50K EOD Evaluation"),
-    "TradeDay": ("https://www.tradeday.com", "50K Intraday Evaluation"),
+# The template program (risk/data/firm_templates.json) each firm's demo accounts follow.
+DEMO_PROGRAMS = {
+    "Topstep": "50K Trading Combine",
+    "Apex Trader Funding": "50K EOD Evaluation",  # the 2026 EOD Trail programme
+    "TradeDay": "50K Intraday Evaluation",
 }
 
 # Fixed demo logins, printed by seed_demo and listed in the README. Demo only.
@@ -59,14 +60,12 @@ def seed_demo() -> DemoSummary:
         connection, _ = BrokerConnection.objects.get_or_create(
             name="Paper (demo)", defaults={"kind": BrokerKind.PAPER, "environment": Environment.DEMO}
         )
-        programs = {}
-        for firm_name, (website, program_name) in FIRMS.items():
-            firm, _ = Firm.objects.get_or_create(name=firm_name, defaults={"website": website})
-            programs[firm_name], _ = Program.objects.get_or_create(
-                firm=firm,
-                name=program_name,
-                defaults={"phase": Phase.EVALUATION, "starting_balance": Decimal("50000")},
-            )
+        load_firm_templates()
+        load_market_calendar()
+        programs = {
+            firm_name: Program.objects.get(firm__name=firm_name, name=program_name)
+            for firm_name, program_name in DEMO_PROGRAMS.items()
+        }
 
         user_model = get_user_model()
         users = {}

@@ -76,6 +76,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     order_updated = _forward
     position_updated = _forward
     account_updated = _forward
+    risk_violation = _forward
+    risk_warning = _forward
 
     async def quote(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "quote", "data": event["data"]})

@@ -1,6 +1,6 @@
 """Order vocabulary, the order state table, order validation and position arithmetic (pure)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db.models import TextChoices
@@ -37,6 +37,16 @@ class OrderSource(TextChoices):
     TICKET = "ticket", "Order ticket"
     CLOSE = "close", "Position close"
     FLATTEN = "flatten", "Flatten"
+    RISK = "risk", "Risk enforcement"
+    WEBHOOK = "webhook", "Webhook signal"
+    AUTOMATION = "automation", "Automation rule"
+    COPIER = "copier", "Trade copier"
+
+
+# Orders no person placed by hand: programs that forbid bots refuse these.
+AUTOMATED_SOURCES = frozenset({OrderSource.WEBHOOK, OrderSource.AUTOMATION, OrderSource.COPIER})
+# Orders that only take risk off, placed by us (close, flatten, enforcement).
+LIQUIDATING_SOURCES = frozenset({OrderSource.CLOSE, OrderSource.FLATTEN, OrderSource.RISK})
 
 
 class OrderStatus(TextChoices):
@@ -157,6 +167,9 @@ class OrderIntent:
     stop_price: Decimal | None = None
     # Closing and flattening orders only ever take risk off: a halted account may still send them.
     is_liquidation: bool = False
+    # The protective stop that will go with the order (brackets); the worst-case loss check uses it.
+    stop_loss: Decimal | None = None
+    is_automated: bool = False
 
     @property
     def signed_quantity(self) -> int:
@@ -207,16 +220,7 @@ def validate_order_intent(intent: OrderIntent, *, tick_size: Decimal) -> OrderIn
             )
         if value is not None:
             prices[field] = validate_price(value, tick_size=tick_size, field=field)
-    return OrderIntent(
-        symbol=intent.symbol,
-        side=intent.side,
-        quantity=intent.quantity,
-        order_type=intent.order_type,
-        time_in_force=intent.time_in_force,
-        limit_price=prices.get("limit_price"),
-        stop_price=prices.get("stop_price"),
-        is_liquidation=intent.is_liquidation,
-    )
+    return replace(intent, limit_price=prices.get("limit_price"), stop_price=prices.get("stop_price"))
 
 
 def validate_price(price: Decimal, *, tick_size: Decimal, field: str) -> Decimal:

@@ -4,11 +4,14 @@ Payloads are built when the publish runs, from committed rows, in the same shape
 API returns, so a page can render an event and an API answer with the same code.
 """
 
+from typing import Any
+
 from accounts.models import TradingAccount
 from accounts.realtime import on_commit, publish_account_event
 from orders.models import Order, Position
-from orders.selectors import mark_positions, value_account
+from orders.selectors import AccountValuation, mark_positions
 from orders.serializers import AccountSerializer, OrderSerializer, PositionSerializer
+from risk.selectors import assess_account
 
 
 def publish_order_updated(order: Order) -> None:
@@ -24,18 +27,25 @@ def _load_account(account_id: int) -> TradingAccount:
     )
 
 
+def _account_update(account_id: int) -> tuple[AccountValuation, dict[str, Any]]:
+    """The account as the API shows it, plus the room left under each risk rule."""
+    assessment = assess_account(_load_account(account_id))
+    data = {**AccountSerializer(assessment.valuation).data, "headroom": assessment.headroom_dicts()}
+    return assessment.valuation, data
+
+
 def publish_account_updated(account_id: int) -> None:
-    valuation = value_account(_load_account(account_id))
-    publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
+    _, data = _account_update(account_id)
+    publish_account_event(account_id, "account.updated", data)
 
 
 def publish_marks(account_id: int, *, symbol: str) -> None:
     """Fresh unrealized P&L after a price change: the positions in `symbol`, then the account."""
-    valuation = value_account(_load_account(account_id))
+    valuation, data = _account_update(account_id)
     for mark in valuation.positions:
         if mark.position.instrument.symbol == symbol:
             publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
-    publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
+    publish_account_event(account_id, "account.updated", data)
 
 
 def publish_order_on_commit(order: Order) -> None:
@@ -48,11 +58,10 @@ def publish_fill_on_commit(*, order: Order, position: Position, account_id: int)
 
     def publish() -> None:
         publish_order_updated(order)
-        account = _load_account(account_id)
-        valuation = value_account(account)
+        valuation, data = _account_update(account_id)
         (mark,) = [m for m in valuation.positions if m.position.pk == position.pk] or mark_positions([position])
         publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
-        publish_account_event(account_id, "account.updated", AccountSerializer(valuation).data)
+        publish_account_event(account_id, "account.updated", data)
 
     on_commit(publish)
 

@@ -13,7 +13,7 @@ from accounts.models import TradingAccount
 from accounts.selectors import User, accounts_visible_to
 from brokers.market_data import get_last_prices
 from config.errors import NotFoundError
-from orders.domain import OPEN_STATUSES, OrderSide, unrealized_pnl
+from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, OrderSide, unrealized_pnl
 from orders.models import Fill, Order, Position
 from risk.trading_day import trade_date_for
 
@@ -77,7 +77,7 @@ def liquidating_quantity(*, account_id: int, instrument_id: int, side: str) -> i
         instrument_id=instrument_id,
         side=side,
         status__in=OPEN_STATUSES,
-        source__in=("close", "flatten"),
+        source__in=LIQUIDATING_SOURCES,
     ).values_list("quantity", "filled_quantity")
     return sum(quantity - filled for quantity, filled in rows)
 

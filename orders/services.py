@@ -37,7 +37,9 @@ from brokers.services import disable_connection
 from config.errors import ConflictError, DomainError
 from orders import tasks
 from orders.domain import (
+    AUTOMATED_SOURCES,
     CANCELABLE_STATUSES,
+    LIQUIDATING_SOURCES,
     OrderEventType,
     OrderIntent,
     OrderSide,
@@ -211,7 +213,10 @@ def submit_order(
     first order, with a different request raises IdempotencyConflict.
     """
     instrument = resolve_instrument(intent.symbol)
-    intent = validate_order_intent(replace(intent, symbol=instrument.symbol), tick_size=instrument.tick_size)
+    intent = validate_order_intent(
+        replace(intent, symbol=instrument.symbol, is_automated=source in AUTOMATED_SOURCES),
+        tick_size=instrument.tick_size,
+    )
     fingerprint = request_fingerprint(account_id=account.pk, intent=intent)
     if client_order_id and (existing := _replay(client_order_id, fingerprint)):
         return SubmitOutcome(existing, created=False)
@@ -222,7 +227,7 @@ def submit_order(
             # The row lock makes pre-trade checks of one account run one at a time, so two
             # orders cannot both pass a check that only one of them should.
             locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
-            denials = risk_services.check_pre_trade(account=locked, intent=intent)
+            denials = risk_services.check_pre_trade(account=locked, intent=intent, instrument=instrument)
             order = Order(
                 client_order_id=client_order_id or new_client_order_id(),
                 account=locked,
@@ -602,19 +607,21 @@ class FlattenResult:
     closing: list[Order]
 
 
-def flatten_account(*, account: TradingAccount, actor: User | None = None) -> FlattenResult:
+def flatten_account(
+    *, account: TradingAccount, actor: User | None = None, source: OrderSource = OrderSource.FLATTEN
+) -> FlattenResult:
     """Cancel every working order and close every position (market orders, normal order path)."""
     canceled, closing = [], []
     with transaction.atomic():
         TradingAccount.objects.select_for_update().get(pk=account.pk)
         working = Order.objects.filter(account=account, status__in=CANCELABLE_STATUSES).exclude(
-            source__in=(OrderSource.CLOSE, OrderSource.FLATTEN), order_type=OrderType.MARKET
+            source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET
         )
         for order in working:
             canceled.append(request_cancel(order=order, actor=actor))
         for position in Position.objects.open().filter(account=account):
             try:
-                closing.append(close_position(position=position, actor=actor, source=OrderSource.FLATTEN))
+                closing.append(close_position(position=position, actor=actor, source=source))
             except NothingToClose:
                 continue
     return FlattenResult(canceled=canceled, closing=closing)

@@ -5,33 +5,74 @@ from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.domain import AccountStatus, TradingState
 from accounts.models import TradingAccount
-from brokers.market_data import record_last_price
+from brokers.market_data import get_last_prices, record_last_price
+from brokers.models import Instrument
 from config.redis_client import get_redis, key
-from orders.domain import OrderIntent
-from orders.realtime import publish_account_on_commit, publish_marks
-from orders.selectors import accounts_exposed_to, open_position_quantities, working_quantities
+from orders.domain import OrderIntent, OrderSide
+from orders.realtime import publish_account_on_commit
+from orders.selectors import accounts_exposed_to
 from risk import tasks
+from risk.domain import RiskRule
 from risk.rules import AccountSnapshot, Denial, evaluate_pre_trade
+from risk.selectors import (
+    assess_account,
+    contract_info,
+    early_closes,
+    releases_near,
+    windows_for,
+    working_orders_with_instruments,
+)
 
 # Positions are re-marked at most this often per instrument while prices stream in.
 MARK_INTERVAL_SECONDS = 0.25
 
 
-def build_snapshot(account: TradingAccount) -> AccountSnapshot:
+def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: datetime | None = None) -> AccountSnapshot:
+    """Everything the pre-trade rules look at, read under the caller's account lock."""
+    now = now or timezone.now()
+    assessment = assess_account(account)
+    working = working_orders_with_instruments(account.pk)
+    contracts = {instrument.symbol: contract_info(instrument)}
+    contracts.update((o.instrument.symbol, contract_info(o.instrument)) for o in working)
+    contracts.update(
+        (m.position.instrument.symbol, contract_info(m.position.instrument)) for m in assessment.valuation.positions
+    )
+    working_by_symbol: dict[str, list[int]] = {}
+    for order in working:
+        totals = working_by_symbol.setdefault(order.instrument.symbol, [0, 0])
+        totals[0 if order.side == OrderSide.BUY else 1] += order.remaining_quantity
+    prices = {m.position.instrument.symbol: m.last_price for m in assessment.valuation.positions if m.last_price}
+    if instrument.symbol not in prices:
+        prices.update(get_last_prices([instrument.symbol]))
+    daily, drawdown = assessment.headroom_for(RiskRule.DAILY_LOSS), assessment.headroom_for(RiskRule.DRAWDOWN)
+    state = assessment.state
     return AccountSnapshot(
         status=AccountStatus(account.status),
         trading_state=TradingState(account.trading_state),
-        positions=open_position_quantities(account.pk),
-        working=working_quantities(account.pk),
+        positions={m.position.instrument.symbol: m.position.quantity for m in assessment.valuation.positions},
+        working={symbol: (buy, sell) for symbol, (buy, sell) in working_by_symbol.items()},
+        rules=assessment.rules,
+        contracts=contracts,
+        now=now,
+        last_prices=prices,
+        daily_loss_room=daily.room if daily else None,
+        drawdown_room=drawdown.room if drawdown else None,
+        scaled_max_contracts=state.scaled_max_contracts,
+        blocked_until=state.blocked_until,
+        blocked_reason=state.blocked_reason,
+        windows=windows_for([account.program_id]).get(account.program_id, ()),
+        early_closes=early_closes(),
+        releases=releases_near(now) if assessment.rules.has_news_blackout else (),
     )
 
 
-def check_pre_trade(*, account: TradingAccount, intent: OrderIntent) -> list[Denial]:
+def check_pre_trade(*, account: TradingAccount, intent: OrderIntent, instrument: Instrument) -> list[Denial]:
     """Every order from every source passes here before it is stored as NEW."""
-    return evaluate_pre_trade(intent, build_snapshot(account))
+    return evaluate_pre_trade(intent, build_snapshot(account=account, instrument=instrument))
 
 
 def set_trading_state(
@@ -54,27 +95,37 @@ def halt_account(*, account: TradingAccount, reason: str, actor: AbstractBaseUse
     )
 
 
-def resume_account(*, account: TradingAccount, actor: AbstractBaseUser | None = None) -> TradingAccount:
-    return set_trading_state(account=account, state=TradingState.ACTIVE, reason="", actor=actor)
+def resume_account(
+    *, account: TradingAccount, reason: str = "", actor: AbstractBaseUser | None = None
+) -> TradingAccount:
+    return set_trading_state(
+        account=account, state=TradingState.ACTIVE, reason=reason or "Resumed by staff.", actor=actor
+    )
 
 
 # -- Prices ------------------------------------------------------------------------------
 
 
 def apply_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> None:
-    """A new last price: store and publish it, then re-mark exposed accounts (debounced)."""
+    """A new last price: store and publish it, then re-mark and re-check exposed accounts.
+
+    Debounced per instrument, leading and trailing: the first move is acted on at once (a
+    breach must not wait), the ticks within the next interval are covered by one more run
+    that reads the newest price.
+    """
     record_last_price(symbol=symbol, price=price, at=at)
     if not accounts_exposed_to(symbol):
         return
-    # One pending mark per instrument: the mark reads the newest price when it runs, so the
-    # ticks in between need no work of their own.
-    if get_redis().set(key("risk", "mark-pending", symbol), "1", nx=True, px=int(MARK_INTERVAL_SECONDS * 1000)):
-        tasks.mark_to_market_task.apply_async((symbol,), countdown=MARK_INTERVAL_SECONDS)
+    if get_redis().set(_mark_slot(symbol), "1", nx=True, px=int(MARK_INTERVAL_SECONDS * 1000) * 4):
+        tasks.mark_to_market_task.delay(symbol)
+        tasks.mark_to_market_task.apply_async((symbol,), kwargs={"trailing": True}, countdown=MARK_INTERVAL_SECONDS)
 
 
-def mark_to_market(*, symbol: str) -> int:
-    """Publish fresh unrealized P&L to every account holding `symbol`; returns how many."""
-    account_ids = accounts_exposed_to(symbol)
-    for account_id in account_ids:
-        publish_marks(account_id, symbol=symbol)
-    return len(account_ids)
+def _mark_slot(symbol: str) -> str:
+    return key("risk", "mark-pending", symbol)
+
+
+def release_mark_slot(symbol: str) -> None:
+    """Called by the trailing run before it reads prices: a tick after this starts a new round.
+    (The slot also expires by itself, should the trailing run be lost.)"""
+    get_redis().delete(_mark_slot(symbol))

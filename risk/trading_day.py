@@ -25,3 +25,8 @@ def trade_date_opens_at(trade_date: date) -> datetime:
     """The moment (aware, Chicago time) the given trade date starts: 17:00 the calendar day before
     (Monday's opens on Sunday)."""
     return datetime.combine(trade_date - timedelta(days=1), ROLLOVER, tzinfo=CME_TZ)
+
+
+def trade_date_closes_at(trade_date: date) -> datetime:
+    """The moment (aware, Chicago time) the given trade date ends and the next one opens."""
+    return datetime.combine(trade_date, ROLLOVER, tzinfo=CME_TZ)

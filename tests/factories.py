@@ -1,5 +1,6 @@
 """factory-boy factories for every model; `.build()` where no database is needed."""
 
+import datetime
 from decimal import Decimal
 
 import factory
@@ -12,6 +13,19 @@ from brokers.models import BrokerConnection, BrokerKind, Instrument, SizeClass
 from brokers.paper.models import VenueAccount, VenueContract
 from orders.domain import OrderSide, OrderSource, OrderStatus, OrderType
 from orders.models import Fill, Order, OrderEvent, Position
+from risk.domain import DailyLossMode, DrawdownKind, DrawdownLock, RiskRule, Severity, ViolationAction
+from risk.models import (
+    AccountDay,
+    AccountRiskState,
+    AccountRuleOverride,
+    ContractLimit,
+    MarketClose,
+    NewsRelease,
+    ProgramRules,
+    ScalingTier,
+    TradingWindow,
+    Violation,
+)
 
 
 class UserFactory(DjangoModelFactory):
@@ -154,3 +168,115 @@ class VenueAccountFactory(DjangoModelFactory):
     ref = factory.Sequence(lambda n: f"PAPER-V{n:04d}")
     stream_key = "0"
     cash = Decimal("50000")
+
+
+# -- Risk --------------------------------------------------------------------------------------
+
+
+class ProgramRulesFactory(DjangoModelFactory):
+    """Topstep-50K-like figures: EOD trailing 2,000 locking at the start, 5 contracts, micros 0.1."""
+
+    class Meta:
+        model = ProgramRules
+
+    program = factory.SubFactory(ProgramFactory)
+    daily_loss_mode = DailyLossMode.OFF
+    drawdown_kind = DrawdownKind.EOD_TRAILING
+    drawdown_amount = Decimal("2000")
+    drawdown_lock = DrawdownLock.STARTING_BALANCE
+    max_contracts = 5
+    micro_weight = Decimal("0.1")
+    time_zone = "America/Chicago"
+    flat_by = datetime.time(15, 10)
+
+
+class AccountRuleOverrideFactory(DjangoModelFactory):
+    class Meta:
+        model = AccountRuleOverride
+
+    account = factory.SubFactory(TradingAccountFactory)
+    max_contracts = 2
+    reason = "New trader: half size."
+
+
+class ContractLimitFactory(DjangoModelFactory):
+    class Meta:
+        model = ContractLimit
+
+    program = factory.SubFactory(ProgramFactory)
+    root = "CL"
+    max_contracts = 2
+
+
+class ScalingTierFactory(DjangoModelFactory):
+    class Meta:
+        model = ScalingTier
+
+    program = factory.SubFactory(ProgramFactory)
+    threshold = Decimal("1500")
+    max_contracts = 3
+
+
+class TradingWindowFactory(DjangoModelFactory):
+    class Meta:
+        model = TradingWindow
+
+    program = factory.SubFactory(ProgramFactory)
+    weekday = 0
+    starts_at = datetime.time(8, 30)
+    ends_at = datetime.time(15, 0)
+
+
+class MarketCloseFactory(DjangoModelFactory):
+    class Meta:
+        model = MarketClose
+
+    roots = factory.LazyFunction(lambda: ["ZC", "ZW"])
+    closes_at = datetime.time(13, 20)
+    reason = "Grains day-session close"
+
+
+class NewsReleaseFactory(DjangoModelFactory):
+    class Meta:
+        model = NewsRelease
+
+    title = "US CPI"
+    at = factory.Faker("date_time", tzinfo=datetime.UTC)
+
+
+class AccountRiskStateFactory(DjangoModelFactory):
+    class Meta:
+        model = AccountRiskState
+
+    account = factory.SubFactory(TradingAccountFactory)
+    trade_date = factory.Faker("date_object")
+    eod_high_balance = Decimal("50000")
+    peak_equity = Decimal("50000")
+    drawdown_floor = Decimal("48000")
+
+
+class AccountDayFactory(DjangoModelFactory):
+    class Meta:
+        model = AccountDay
+
+    account = factory.SubFactory(TradingAccountFactory)
+    trade_date = factory.Faker("date_object")
+    closing_balance = Decimal("50250")
+    realized_pnl = Decimal("260")
+    fees = Decimal("10")
+    fills = 4
+
+
+class ViolationFactory(DjangoModelFactory):
+    class Meta:
+        model = Violation
+
+    account = factory.SubFactory(TradingAccountFactory)
+    rule = RiskRule.DRAWDOWN
+    severity = Severity.HARD
+    action = ViolationAction.BREACHED
+    threshold = Decimal("48000")
+    observed = Decimal("47990")
+    trade_date = factory.Faker("date_object")
+    detail = "Equity 47990 reached the drawdown floor 48000."
+    occurred_at = factory.Faker("date_time", tzinfo=datetime.UTC)

@@ -211,7 +211,10 @@ def test_resume_action_resumes_a_halted_account(staff_client, superuser, alice_a
             )
 
     alice_account.refresh_from_db()
-    assert (alice_account.trading_state, alice_account.trading_state_reason) == (TradingState.ACTIVE, "")
+    assert (alice_account.trading_state, alice_account.trading_state_reason) == (
+        TradingState.ACTIVE,
+        "Resumed by staff.",
+    )
     states = list(alice_account.history.order_by("history_date", "history_id").values_list("trading_state", flat=True))
     assert states[-2:] == [TradingState.HALTED, TradingState.ACTIVE]
     assert alice_account.history.order_by("-history_date", "-history_id").first().history_user == superuser
@@ -267,6 +270,10 @@ def test_trading_account_add_sets_the_balance_from_the_starting_balance(staff_cl
             "memberships-INITIAL_FORMS": "0",
             "memberships-MIN_NUM_FORMS": "0",
             "memberships-MAX_NUM_FORMS": "1000",
+            "rule_override-TOTAL_FORMS": "0",
+            "rule_override-INITIAL_FORMS": "0",
+            "rule_override-MIN_NUM_FORMS": "0",
+            "rule_override-MAX_NUM_FORMS": "1",
         },
     )
 

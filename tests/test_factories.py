@@ -21,6 +21,16 @@ FACTORIES = [
     factories.PositionFactory,
     factories.VenueContractFactory,
     factories.VenueAccountFactory,
+    factories.ProgramRulesFactory,
+    factories.AccountRuleOverrideFactory,
+    factories.ContractLimitFactory,
+    factories.ScalingTierFactory,
+    factories.TradingWindowFactory,
+    factories.MarketCloseFactory,
+    factories.NewsReleaseFactory,
+    factories.AccountRiskStateFactory,
+    factories.AccountDayFactory,
+    factories.ViolationFactory,
 ]
 
 

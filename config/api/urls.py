@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("accounts.api.urls")),
     path("", include("brokers.api.urls")),
     path("", include("orders.api.urls")),
+    path("", include("risk.api.urls")),
 ]

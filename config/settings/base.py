@@ -162,6 +162,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "brokers.tasks.check_broker_health_task",
         "schedule": timedelta(seconds=30),
     },
+    # The safety net under the price-driven checks: every active account, every few seconds.
+    "risk-sweep": {"task": "risk.tasks.sweep_accounts_task", "schedule": timedelta(seconds=5)},
+    # Acts only when an account's trade date is behind, so running every minute both hits
+    # 17:00 Chicago and catches up after downtime.
+    "roll-trade-date": {"task": "risk.tasks.roll_trade_date_task", "schedule": timedelta(seconds=60)},
+    "enforce-trading-hours": {"task": "risk.tasks.enforce_trading_hours_task", "schedule": timedelta(seconds=10)},
 }
 
 # -- Orders ------------------------------------------------------------------

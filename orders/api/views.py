@@ -44,8 +44,11 @@ class OrderInputSerializer(StrictSerializer):
 def denial_error(order: Order) -> DomainError:
     """A denied order as an API error: account-state denials are conflicts (409), rules 422."""
     state_rules = {"trading_state", "account_status"}
-    if order.denials and all(d["rule"] in state_rules for d in order.denials):
-        error: DomainError = ConflictError(order.denials[0]["detail"], code=order.denials[0]["code"])
+    # The account's state decides first: a halted account answers 409 account_halted even when
+    # the order also breaks other rules (all denials are still listed).
+    state = [d for d in order.denials or [] if d["rule"] in state_rules]
+    if state:
+        error: DomainError = ConflictError(state[-1]["detail"], code=state[-1]["code"])
     else:
         error = UnprocessableError("The order breaks the account's risk rules.", code="risk_denied")
     error.extra = {"denials": order.denials, "order": order.pk}  # type: ignore[attr-defined]

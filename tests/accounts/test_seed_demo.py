@@ -1,5 +1,7 @@
 """`seed_demo` builds the demo world once and leaves it as it is when run again."""
 
+import json
+from datetime import time
 from decimal import Decimal
 from io import StringIO
 
@@ -12,6 +14,8 @@ from accounts.models import AccountMembership, Firm, Program, TradingAccount
 from brokers.models import BrokerConnection, Instrument
 from brokers.paper import venue
 from brokers.paper.models import VenueAccount, VenueContract
+from risk.models import MarketClose, ProgramRules
+from risk.templates import DEFAULT_TEMPLATE_FILE
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +56,9 @@ def counts() -> dict[str, int]:
         "connections": BrokerConnection.objects.count(),
         "venue_accounts": VenueAccount.objects.count(),
         "venue_contracts": VenueContract.objects.count(),
+        "program_rules": ProgramRules.objects.count(),
+        "market_closes": MarketClose.objects.count(),
+        "rules_history": ProgramRules.history.count(),
     }
 
 
@@ -63,9 +70,10 @@ def test_seed_demo_twice_gives_the_same_world_and_keeps_tokens():
     second_output = seed()
 
     assert counts() == first_counts
+    shipped_programs = sum(len(f["programs"]) for f in json.loads(DEFAULT_TEMPLATE_FILE.read_text())["firms"])
     assert first_counts == {
-        "firms": 3,
-        "programs": 3,
+        "firms": 5,
+        "programs": shipped_programs,
         "accounts": 5,
         "instruments": 14,
         "users": 3,
@@ -73,6 +81,9 @@ def test_seed_demo_twice_gives_the_same_world_and_keeps_tokens():
         "connections": 1,
         "venue_accounts": 5,
         "venue_contracts": 14,
+        "program_rules": shipped_programs,
+        "market_closes": 2,
+        "rules_history": shipped_programs,  # one row per created program's rules, none from the second run
     }
     assert dict(Token.objects.values_list("user__username", "key")) == tokens
     assert set(tokens) == {"staff", "alice", "bob"}
@@ -142,3 +153,32 @@ def test_seed_demo_users_access_and_logins():
         "PAPER-0005",
     }
     assert TradingAccount.objects.visible_to(users["staff"]).count() == 5
+
+
+def test_demo_accounts_follow_the_firm_templates():
+    seed()
+
+    programs = {
+        a.broker_account_id: (a.program.firm.name, a.program.name)
+        for a in TradingAccount.objects.select_related("program__firm")
+    }
+    assert programs == {
+        "PAPER-0001": ("Topstep", "50K Trading Combine"),
+        "PAPER-0002": ("Apex Trader Funding", "50K EOD Evaluation"),
+        "PAPER-0003": ("TradeDay", "50K Intraday Evaluation"),
+        "PAPER-0004": ("Topstep", "50K Trading Combine"),
+        "PAPER-0005": ("Apex Trader Funding", "50K EOD Evaluation"),
+    }
+    topstep = ProgramRules.objects.get(program__firm__name="Topstep", program__name="50K Trading Combine")
+    apex = ProgramRules.objects.get(program__firm__name="Apex Trader Funding", program__name="50K EOD Evaluation")
+    tradeday = ProgramRules.objects.get(program__firm__name="TradeDay", program__name="50K Intraday Evaluation")
+    assert (topstep.drawdown_kind, topstep.drawdown_amount, topstep.max_contracts, topstep.flat_by) == (
+        "eod_trailing",
+        Decimal("2000"),
+        5,
+        time(15, 10),
+    )
+    assert (apex.daily_loss_mode, apex.automation_allowed) == ("soft", False)
+    assert (tradeday.drawdown_kind, tradeday.news_blackout_minutes_before) == ("intraday_trailing", 2)
+    assert Program.objects.filter(firm__name="Topstep").count() == 6  # the other templates are there too
+    assert MarketClose.objects.filter(roots__contains=["ZC"]).get().closes_at == time(13, 20)

@@ -1,13 +1,13 @@
 """Pure tests of risk/trading_day.py: CME trade dates roll at 17:00 America/Chicago, DST included."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from risk.trading_day import trade_date_for, trade_date_opens_at
+from risk.trading_day import trade_date_closes_at, trade_date_for, trade_date_opens_at
 
 CHICAGO = ZoneInfo("America/Chicago")
 PURE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -140,3 +140,91 @@ def test_every_moment_lies_between_its_trade_dates_open_and_the_next_open(moment
         assert moment >= trade_date_opens_at(trade_date) - timedelta(days=2)
     else:
         assert moment >= trade_date_opens_at(trade_date)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        # Ordinary Tuesday in winter (CST, UTC-6).
+        (utc(2026, 1, 13, 22, 59, 59), date(2026, 1, 13)),  # 16:59:59 CST
+        (utc(2026, 1, 13, 23, 0, 0), date(2026, 1, 14)),  # 17:00:00 CST
+        # Ordinary Tuesday in summer (CDT, UTC-5).
+        (utc(2026, 7, 14, 21, 59, 59), date(2026, 7, 14)),  # 16:59:59 CDT
+        (utc(2026, 7, 14, 22, 0, 0), date(2026, 7, 15)),  # 17:00:00 CDT
+        (utc(2026, 7, 14, 23, 0, 0), date(2026, 7, 15)),  # 18:00 CDT (17:00 in winter)
+        (utc(2026, 7, 15, 4, 59, 59), date(2026, 7, 15)),  # 23:59:59 CDT
+        (utc(2026, 7, 15, 5, 0), date(2026, 7, 15)),  # Wednesday 00:00 CDT
+        # Thursday evening opens Friday; Friday evening and the weekend belong to Monday.
+        (utc(2026, 7, 16, 22, 0), date(2026, 7, 17)),
+        (utc(2026, 7, 17, 21, 59, 59), date(2026, 7, 17)),  # Fri 16:59:59 CDT
+        (utc(2026, 7, 17, 22, 0), date(2026, 7, 20)),  # Fri 17:00 CDT
+        (utc(2026, 7, 18, 4, 59, 59), date(2026, 7, 20)),  # Fri 23:59:59 CDT
+        (utc(2026, 7, 18, 5, 0), date(2026, 7, 20)),  # Sat 00:00 CDT
+        (utc(2026, 7, 18, 22, 0), date(2026, 7, 20)),  # Sat 17:00 CDT
+        (utc(2026, 7, 19, 21, 59, 59), date(2026, 7, 20)),  # Sun 16:59:59 CDT
+        (utc(2026, 7, 19, 22, 0), date(2026, 7, 20)),  # Sun 17:00 CDT
+        (utc(2026, 7, 20, 21, 59, 59), date(2026, 7, 20)),  # Mon 16:59:59 CDT
+        (utc(2026, 7, 20, 22, 0), date(2026, 7, 21)),  # Mon 17:00 CDT
+        # Spring forward, Sunday 2026-03-08 02:00 CST -> 03:00 CDT.
+        (utc(2026, 3, 6, 22, 59, 59), date(2026, 3, 6)),  # Fri 16:59:59 CST
+        (utc(2026, 3, 7, 23, 0), date(2026, 3, 9)),  # Sat 17:00 CST
+        (utc(2026, 3, 8, 7, 59, 59), date(2026, 3, 9)),  # Sun 01:59:59 CST
+        (utc(2026, 3, 8, 8, 0), date(2026, 3, 9)),  # Sun 03:00 CDT
+        (utc(2026, 3, 8, 21, 59, 59), date(2026, 3, 9)),  # Sun 16:59:59 CDT
+        (utc(2026, 3, 9, 22, 59, 59), date(2026, 3, 10)),  # Mon 17:59:59 CDT (16:59:59 in CST)
+        # Fall back, Sunday 2026-11-01 02:00 CDT -> 01:00 CST.
+        (utc(2026, 10, 30, 21, 59, 59), date(2026, 10, 30)),  # Fri 16:59:59 CDT
+        (utc(2026, 10, 30, 22, 0), date(2026, 11, 2)),  # Fri 17:00 CDT
+        (utc(2026, 10, 31, 22, 0), date(2026, 11, 2)),  # Sat 17:00 CDT
+        (utc(2026, 11, 1, 22, 59, 59), date(2026, 11, 2)),  # Sun 16:59:59 CST
+        (utc(2026, 11, 2, 21, 59, 59), date(2026, 11, 2)),  # Mon 15:59:59 CST (16:59:59 in CDT)
+        (utc(2026, 11, 3, 22, 59, 59), date(2026, 11, 3)),  # Tue 16:59:59 CST
+        (utc(2026, 11, 3, 23, 0), date(2026, 11, 4)),  # Tue 17:00 CST
+    ],
+)
+def test_trade_date_for_utc_instants(moment, expected):
+    assert trade_date_for(moment) == expected
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [UTC, CHICAGO, ZoneInfo("America/New_York"), timezone(timedelta(hours=-5)), timezone(timedelta(hours=9))],
+)
+def test_trade_date_depends_on_the_instant_not_the_zone_it_is_given_in(tz):
+    before, at = utc(2026, 7, 14, 21, 59, 59), utc(2026, 7, 14, 22, 0)
+    assert trade_date_for(before.astimezone(tz)) == date(2026, 7, 14)
+    assert trade_date_for(at.astimezone(tz)) == date(2026, 7, 15)
+
+
+@pytest.mark.parametrize(
+    "naive",
+    [datetime(2026, 7, 14, 16, 59, 59), datetime(2026, 7, 14, 17, 0), datetime(2026, 7, 18, 12, 0)],
+)
+def test_trade_date_for_raises_on_any_naive_datetime(naive):
+    with pytest.raises(ValueError, match="aware"):
+        trade_date_for(naive)
+
+
+@PURE
+@given(day=st.dates(min_value=date(2025, 1, 1), max_value=date(2027, 12, 31)).filter(lambda d: d.weekday() < 5))
+def test_every_weekday_trade_date_opens_at_five_pm_chicago_and_owns_its_open(day):
+    opens = trade_date_opens_at(day)
+    assert opens.astimezone(CHICAGO).time() == time(17, 0)
+    assert trade_date_for(opens) == day
+    assert trade_date_for(opens.astimezone(UTC)) == day
+
+
+@pytest.mark.parametrize(
+    ("trade_date", "closes_at_utc", "next_trade_date"),
+    [
+        (date(2026, 3, 6), utc(2026, 3, 6, 23, 0), date(2026, 3, 9)),  # Friday, CST: Monday's trade date follows
+        (date(2026, 3, 9), utc(2026, 3, 9, 22, 0), date(2026, 3, 10)),  # Monday, CDT
+        (date(2026, 10, 30), utc(2026, 10, 30, 22, 0), date(2026, 11, 2)),  # Friday, CDT
+        (date(2026, 11, 2), utc(2026, 11, 2, 23, 0), date(2026, 11, 3)),  # Monday, CST
+    ],
+)
+def test_trade_date_closes_at_five_pm_chicago_on_its_own_day(trade_date, closes_at_utc, next_trade_date):
+    closes = trade_date_closes_at(trade_date)
+    assert closes == closes_at_utc
+    assert trade_date_for(closes - timedelta(microseconds=1)) == trade_date
+    assert trade_date_for(closes) == next_trade_date

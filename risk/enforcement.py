@@ -1,0 +1,406 @@
+"""Live monitoring and enforcement: re-checking accounts on price moves and on a sweep,
+acting on breaches exactly once, the trade-date rollover, and the flat-by and news-blackout
+liquidations.
+
+Every liquidation goes through the normal order path (orders.services) with source RISK.
+Exactly once: a breach is acted on under the account's row lock after assessing the account
+again, and the Violation row (unique per account, rule and trade date) is the record that it
+was; a second monitor that saw the same breach finds the row and does nothing.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from accounts.domain import AccountStatus, TradingState
+from accounts.models import TradingAccount
+from accounts.realtime import on_commit, publish_account_event
+from orders import services as order_services
+from orders.domain import CANCELABLE_STATUSES, LIQUIDATING_SOURCES, OrderSource, OrderType
+from orders.models import Fill, Order, Position
+from orders.realtime import publish_account_updated, publish_marks
+from orders.selectors import accounts_exposed_to
+from risk.domain import DailyLossMode, DrawdownKind, Headroom, RiskRule, Severity, ViolationAction, scaled_max_contracts
+from risk.domain import drawdown_floor as floor_for
+from risk.hours import active_blackout, flat_by_deadline, past_flat_by
+from risk.models import AccountDay, AccountRiskState, Violation
+from risk.selectors import (
+    RiskAssessment,
+    accounts_for_assessment,
+    assess_account,
+    assess_accounts,
+    early_closes,
+    effective_rules_for,
+    monitored_accounts,
+    releases_near,
+    risk_states_for,
+)
+from risk.trading_day import trade_date_closes_at, trade_date_for
+
+logger = logging.getLogger(__name__)
+
+
+def publish_risk_event(account_id: int, event_type: str, data: dict[str, object]) -> None:
+    on_commit(lambda: publish_account_event(account_id, event_type, data))
+
+
+# -- Monitoring -------------------------------------------------------------------------------
+
+
+@dataclass
+class MonitorResult:
+    assessed: int = 0
+    breached: list[int] = field(default_factory=list)  # account ids acted on
+    violations: list[Violation] = field(default_factory=list)
+
+
+def _persist_high_marks(assessments: list[RiskAssessment]) -> None:
+    """Raise the stored peak equity and intraday floors; GREATEST keeps them from ever moving
+    down when two monitors write at once."""
+    changed = []
+    for a in assessments:
+        state = a.state
+        floor_rose = a.floor is not None and (state.drawdown_floor is None or a.floor > state.drawdown_floor)
+        if a.peak_equity > state.peak_equity or floor_rose:
+            state.peak_equity = Greatest("peak_equity", a.peak_equity)  # type: ignore[assignment]
+            if floor_rose:
+                state.drawdown_floor = a.floor if state.drawdown_floor is None else Greatest("drawdown_floor", a.floor)  # type: ignore[assignment]
+            changed.append(state)
+    if changed:
+        AccountRiskState.objects.bulk_update(changed, ["peak_equity", "drawdown_floor"], batch_size=500)
+
+
+def monitor_accounts(account_ids: list[int] | None = None) -> MonitorResult:
+    """Assess accounts (all active ones, or those given), keep high marks current and enforce
+    every breach found. The beat sweep and price moves both come here."""
+    accounts = monitored_accounts(account_ids)
+    assessments = assess_accounts(accounts)
+    _persist_high_marks(assessments)
+    result = MonitorResult(assessed=len(assessments))
+    for assessment in assessments:
+        if assessment.breaches:
+            found = enforce_breaches(account_id=assessment.account.pk)
+            if found:
+                result.breached.append(assessment.account.pk)
+                result.violations.extend(found)
+    return result
+
+
+def mark_and_monitor(*, symbol: str) -> MonitorResult:
+    """After a price move: check the accounts holding `symbol`, then publish their marks."""
+    account_ids = accounts_exposed_to(symbol)
+    result = monitor_accounts(account_ids)
+    for account_id in account_ids:
+        publish_marks(account_id, symbol=symbol)
+    return result
+
+
+# -- Enforcement ------------------------------------------------------------------------------
+
+
+def _is_hard(assessment: RiskAssessment, breach: Headroom) -> bool:
+    return breach.rule == RiskRule.DRAWDOWN or assessment.rules.daily_loss_mode == DailyLossMode.HARD
+
+
+def _breach_sentence(breach: Headroom, hard: bool) -> str:
+    if breach.rule == RiskRule.DRAWDOWN:
+        return f"Equity {breach.observed:.2f} reached the drawdown floor {breach.limit:.2f}: the account is failed."
+    what = "the account is failed" if hard else "positions closed, new risk blocked until the next trade date"
+    return f"Day P&L {breach.observed:.2f} reached the daily loss limit {breach.limit:.2f}: {what}."
+
+
+def _record_violation(
+    account: TradingAccount,
+    *,
+    rule: str,
+    severity: str,
+    action: str,
+    detail: str,
+    trade_date: date,
+    threshold: Decimal | None = None,
+    observed: Decimal | None = None,
+) -> Violation | None:
+    """Insert the violation unless this rule already fired today (None then)."""
+    try:
+        with transaction.atomic():
+            return Violation.objects.create(
+                account=account,
+                rule=rule,
+                severity=severity,
+                action=action,
+                detail=detail[:500],
+                trade_date=trade_date,
+                threshold=threshold,
+                observed=observed,
+                occurred_at=timezone.now(),
+            )
+    except IntegrityError:
+        return None
+
+
+def enforce_breaches(*, account_id: int) -> list[Violation]:
+    """Act on every limit the account is through, once: record, flatten, block or fail."""
+    with transaction.atomic():
+        account = accounts_for_assessment().select_for_update(of=("self",)).get(pk=account_id)
+        if account.status != AccountStatus.ACTIVE:
+            return []
+        assessment = assess_account(account)  # again, under the lock: the truth now
+        today = assessment.valuation.trade_date
+        violations: list[tuple[Violation, bool]] = []
+        for breach in assessment.breaches:
+            hard = _is_hard(assessment, breach)
+            violation = _record_violation(
+                account,
+                rule=breach.rule,
+                severity=Severity.HARD if hard else Severity.SOFT,
+                action=ViolationAction.BREACHED if hard else ViolationAction.BLOCKED,
+                detail=_breach_sentence(breach, hard),
+                trade_date=today,
+                threshold=breach.limit,
+                observed=breach.observed,
+            )
+            if violation is not None:
+                violations.append((violation, hard))
+        if not violations:
+            return []
+        order_services.flatten_account(account=account, source=OrderSource.RISK)
+        if any(hard for _, hard in violations):
+            reason = next(v.detail for v, hard in violations if hard)
+            account.status = AccountStatus.BREACHED
+            account.trading_state = TradingState.HALTED
+            account.trading_state_reason = reason[:300]
+            account.save(update_fields=["status", "trading_state", "trading_state_reason", "updated_at"])
+        else:
+            state = assessment.state
+            state.blocked_until = trade_date_closes_at(today)
+            state.blocked_reason = violations[0][0].detail[:300]
+            state.save(update_fields=["blocked_until", "blocked_reason", "updated_at"])
+        headroom = assessment.headroom_dicts()
+        for violation, _ in violations:
+            publish_risk_event(account.pk, "risk.violation", {**violation_payload(violation), "headroom": headroom})
+        on_commit(lambda: publish_account_updated(account.pk))
+        logger.warning("Risk enforcement on %s: %s", account, "; ".join(v.detail for v, _ in violations))
+        return [v for v, _ in violations]
+
+
+def violation_payload(violation: Violation) -> dict[str, object]:
+    return {
+        "id": violation.pk,
+        "rule": violation.rule,
+        "severity": violation.severity,
+        "action": violation.action,
+        "threshold": None if violation.threshold is None else str(violation.threshold),
+        "observed": None if violation.observed is None else str(violation.observed),
+        "trade_date": violation.trade_date.isoformat(),
+        "detail": violation.detail,
+        "occurred_at": violation.occurred_at.isoformat(),
+    }
+
+
+# -- Trade-date rollover ------------------------------------------------------------------------
+
+
+def _business_days(first: date, before: date) -> list[date]:
+    days, day = [], first
+    while day < before:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def roll_account(*, account_id: int, now: datetime | None = None) -> bool:
+    """Close the account's trade date(s) up to now; False when it is already current.
+
+    Catch-up is exact: the balance at each missed close is today's balance less what fills of
+    later trade dates added.
+    """
+    now = now or timezone.now()
+    current = trade_date_for(now)
+    with transaction.atomic():
+        account = accounts_for_assessment().select_for_update(of=("self",)).get(pk=account_id)
+        rules = effective_rules_for([account])[account.pk]
+        state = risk_states_for([account], {account.pk: rules}, now=now)[account.pk]
+        if state.trade_date >= current:
+            return False
+        by_date = {
+            row["trade_date"]: row
+            for row in Fill.objects.filter(account=account, trade_date__gte=state.trade_date)
+            .values("trade_date")
+            .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"), fills=Count("pk"))
+        }
+        closing_balance = None
+        for day in _business_days(state.trade_date, current):
+            row = by_date.get(day)
+            if day != state.trade_date and row is None:
+                continue
+            later_net = sum((r["realized"] - r["fees"] for d, r in by_date.items() if d > day), Decimal(0))
+            closing_balance = account.balance - later_net
+            AccountDay.objects.get_or_create(
+                account=account,
+                trade_date=day,
+                defaults={
+                    "closing_balance": closing_balance,
+                    "realized_pnl": row["realized"] if row else Decimal(0),
+                    "fees": row["fees"] if row else Decimal(0),
+                    "fills": row["fills"] if row else 0,
+                },
+            )
+            state.eod_high_balance = max(state.eod_high_balance, closing_balance)
+        if rules.drawdown_kind == DrawdownKind.EOD_TRAILING:
+            state.drawdown_floor = floor_for(
+                rules,
+                starting_balance=account.starting_balance,
+                high_mark=state.eod_high_balance,
+                previous_floor=state.drawdown_floor,
+            )
+        if closing_balance is not None:
+            state.scaled_max_contracts = scaled_max_contracts(
+                rules, eod_balance=closing_balance, starting_balance=account.starting_balance
+            )
+        if state.blocked_until is not None and state.blocked_until <= now:
+            state.blocked_until, state.blocked_reason = None, ""
+        Violation.objects.filter(
+            account=account, severity=Severity.SOFT, is_active=True, trade_date__lt=current
+        ).update(is_active=False)
+        state.trade_date = current
+        state.save()
+        on_commit(lambda: publish_account_updated(account.pk))
+        return True
+
+
+def roll_trade_date(*, now: datetime | None = None) -> int:
+    """The beat task at (and after) 17:00 Chicago: roll every open account that is behind.
+    Running it twice changes nothing; running it late catches up."""
+    now = now or timezone.now()
+    current = trade_date_for(now)
+    behind = (
+        AccountRiskState.objects.filter(trade_date__lt=current)
+        .exclude(account__status=AccountStatus.CLOSED)
+        .values_list("account_id", flat=True)
+    )
+    return sum(roll_account(account_id=account_id, now=now) for account_id in list(behind))
+
+
+# -- Flat-by and news blackouts --------------------------------------------------------------
+
+
+@dataclass
+class HoursResult:
+    warned: list[int] = field(default_factory=list)
+    liquidated: list[int] = field(default_factory=list)
+
+
+def _liquidate_instruments(account: TradingAccount, positions: list[Position]) -> None:
+    """Cancel the working orders in these instruments and close the positions (lock held)."""
+    instrument_ids = {p.instrument_id for p in positions}
+    working = Order.objects.filter(
+        account=account, instrument_id__in=instrument_ids, status__in=CANCELABLE_STATUSES
+    ).exclude(source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET)
+    for order in working:
+        order_services.request_cancel(order=order)
+    for position in positions:
+        try:
+            order_services.close_position(position=position, source=OrderSource.RISK)
+        except order_services.NothingToClose:
+            continue
+
+
+def enforce_trading_hours(*, now: datetime | None = None) -> HoursResult:
+    """Flatten what is held past the flat-by time (or an early close) or into a news blackout,
+    and warn the configured minutes before the flat-by time. Runs every few seconds on beat."""
+    now = now or timezone.now()
+    today = trade_date_for(now)
+    result = HoursResult()
+    holders = list(
+        accounts_for_assessment()
+        .filter(status=AccountStatus.ACTIVE, pk__in=Position.objects.open().values("account_id"))
+        .order_by("pk")
+    )
+    if not holders:
+        return result
+    rules = effective_rules_for(holders)
+    states = risk_states_for(holders, rules, now=now)
+    closes = early_closes()
+    releases = releases_near(now)
+    positions_by_account: dict[int, list[Position]] = {}
+    for position in Position.objects.open().filter(account__in=holders).select_related("instrument"):
+        positions_by_account.setdefault(position.account_id, []).append(position)
+    for account in holders:
+        r = rules[account.pk]
+        held = positions_by_account.get(account.pk, [])
+        late, blacked_out, warn_at = [], [], None
+        for position in held:
+            root = position.instrument.root
+            if past_flat_by(now, root=root, flat_by=r.flat_by, tz_name=r.time_zone, early_closes=closes):
+                late.append(position)
+            elif active_blackout(
+                now,
+                root=root,
+                releases=releases,
+                minutes_before=r.news_blackout_minutes_before,
+                minutes_after=r.news_blackout_minutes_after,
+            ):
+                blacked_out.append(position)
+            deadline = flat_by_deadline(
+                trade_date=today, root=root, flat_by=r.flat_by, tz_name=r.time_zone, early_closes=closes
+            )
+            if deadline and (warn_at is None or deadline[0] < warn_at[0]):
+                warn_at = deadline
+        if late or blacked_out:
+            _liquidate_for_hours(account, late=late, blacked_out=blacked_out, today=today)
+            result.liquidated.append(account.pk)
+        elif warn_at and states[account.pk].flat_by_warned_on != today:
+            at, why = warn_at
+            if at - timedelta(minutes=r.flat_by_warning_minutes) <= now < at:
+                _warn_flat_by(account, at=at, why=why, today=today)
+                result.warned.append(account.pk)
+    return result
+
+
+def _liquidate_for_hours(
+    account: TradingAccount, *, late: list[Position], blacked_out: list[Position], today: date
+) -> None:
+    with transaction.atomic():
+        TradingAccount.objects.select_for_update(of=("self",)).get(pk=account.pk)
+        for rule, positions in ((RiskRule.FLAT_BY, late), (RiskRule.NEWS_BLACKOUT, blacked_out)):
+            if not positions:
+                continue
+            roots = ", ".join(sorted({p.instrument.root for p in positions}))
+            why = "past the flat-by time" if rule == RiskRule.FLAT_BY else "a news blackout began"
+            violation = _record_violation(
+                account,
+                rule=rule,
+                severity=Severity.ENFORCED,
+                action=ViolationAction.FLATTENED,
+                detail=f"{roots} held {why}: closed by the risk desk.",
+                trade_date=today,
+            )
+            _liquidate_instruments(account, positions)
+            if violation is not None:
+                publish_risk_event(account.pk, "risk.violation", violation_payload(violation))
+
+
+def _warn_flat_by(account: TradingAccount, *, at: datetime, why: str, today: date) -> None:
+    with transaction.atomic():
+        updated = (
+            AccountRiskState.objects.filter(account=account)
+            .exclude(flat_by_warned_on=today)
+            .update(flat_by_warned_on=today)
+        )
+        if updated:
+            publish_risk_event(
+                account.pk,
+                "risk.warning",
+                {
+                    "rule": RiskRule.FLAT_BY,
+                    "at": at.isoformat(),
+                    "detail": f"Be flat by {why}; open positions will be closed at {at:%H:%M %Z}.",
+                },
+            )
