@@ -11,7 +11,7 @@ from accounts.realtime import on_commit, publish_account_event
 from orders.models import Order, Position
 from orders.selectors import AccountValuation, mark_positions
 from orders.serializers import AccountSerializer, OrderSerializer, PositionSerializer
-from risk.selectors import assess_account
+from risk.selectors import RiskAssessment, assess_account
 
 
 def publish_order_updated(order: Order) -> None:
@@ -30,21 +30,25 @@ def _load_account(account_id: int) -> TradingAccount:
 def _account_update(account_id: int) -> tuple[AccountValuation, dict[str, Any]]:
     """The account as the API shows it, plus the room left under each risk rule."""
     assessment = assess_account(_load_account(account_id))
-    data = {**AccountSerializer(assessment.valuation).data, "headroom": assessment.headroom_dicts()}
-    return assessment.valuation, data
+    return assessment.valuation, _account_payload(assessment)
+
+
+def _account_payload(assessment: RiskAssessment) -> dict[str, Any]:
+    return {**AccountSerializer(assessment.valuation).data, "headroom": assessment.headroom_dicts()}
+
+
+def publish_marks(assessment: RiskAssessment, *, symbol: str) -> None:
+    """Fresh unrealized P&L after a price change, from the risk monitor's assessment (no queries):
+    the positions in `symbol`, then the account with its headroom."""
+    account_id = assessment.account.pk
+    for mark in assessment.valuation.positions:
+        if mark.position.instrument.symbol == symbol:
+            publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
+    publish_account_event(account_id, "account.updated", _account_payload(assessment))
 
 
 def publish_account_updated(account_id: int) -> None:
     _, data = _account_update(account_id)
-    publish_account_event(account_id, "account.updated", data)
-
-
-def publish_marks(account_id: int, *, symbol: str) -> None:
-    """Fresh unrealized P&L after a price change: the positions in `symbol`, then the account."""
-    valuation, data = _account_update(account_id)
-    for mark in valuation.positions:
-        if mark.position.instrument.symbol == symbol:
-            publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
     publish_account_event(account_id, "account.updated", data)
 
 

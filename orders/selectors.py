@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import TradingAccount
 from accounts.selectors import User, accounts_visible_to
 from brokers.market_data import get_last_prices
+from brokers.models import Instrument
 from config.errors import NotFoundError
 from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, OrderSide, unrealized_pnl
 from orders.models import Fill, Order, Position
@@ -138,9 +139,14 @@ def value_accounts(accounts: Sequence[TradingAccount]) -> list[AccountValuation]
     """Valuations in the order given, with one query per kind of data for the whole list."""
     ids = [a.pk for a in accounts]
     today = trade_date_for(timezone.now())
-    positions = Position.objects.open().filter(account_id__in=ids).select_related("instrument")
+    positions = list(Position.objects.open().filter(account_id__in=ids))
+    # A handful of instruments serve thousands of positions: load each once, not per row.
+    instruments = Instrument.objects.in_bulk({p.instrument_id for p in positions})
+    for position in positions:
+        position.instrument = instruments[position.instrument_id]
+    positions.sort(key=lambda p: p.instrument.symbol)
     marks_by_account: dict[int, list[PositionMark]] = defaultdict(list)
-    for mark in mark_positions(positions.order_by("instrument__symbol")):
+    for mark in mark_positions(positions):
         marks_by_account[mark.position.account_id].append(mark)
     day = (
         Fill.objects.filter(account_id__in=ids, trade_date=today)

@@ -55,9 +55,13 @@ def publish_risk_event(account_id: int, event_type: str, data: dict[str, object]
 
 @dataclass
 class MonitorResult:
-    assessed: int = 0
+    assessments: list[RiskAssessment] = field(default_factory=list)
     breached: list[int] = field(default_factory=list)  # account ids acted on
     violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def assessed(self) -> int:
+        return len(self.assessments)
 
 
 def _persist_high_marks(assessments: list[RiskAssessment]) -> None:
@@ -76,13 +80,13 @@ def _persist_high_marks(assessments: list[RiskAssessment]) -> None:
         AccountRiskState.objects.bulk_update(changed, ["peak_equity", "drawdown_floor"], batch_size=500)
 
 
-def monitor_accounts(account_ids: list[int] | None = None) -> MonitorResult:
+def monitor_accounts(account_ids: list[int] | None = None, *, for_display: bool = False) -> MonitorResult:
     """Assess accounts (all active ones, or those given), keep high marks current and enforce
     every breach found. The beat sweep and price moves both come here."""
-    accounts = monitored_accounts(account_ids)
+    accounts = monitored_accounts(account_ids, for_display=for_display)
     assessments = assess_accounts(accounts)
     _persist_high_marks(assessments)
-    result = MonitorResult(assessed=len(assessments))
+    result = MonitorResult(assessments=assessments)
     for assessment in assessments:
         if assessment.breaches:
             found = enforce_breaches(account_id=assessment.account.pk)
@@ -93,11 +97,14 @@ def monitor_accounts(account_ids: list[int] | None = None) -> MonitorResult:
 
 
 def mark_and_monitor(*, symbol: str) -> MonitorResult:
-    """After a price move: check the accounts holding `symbol`, then publish their marks."""
+    """After a price move: check the accounts holding `symbol` (enforcing first: a breach must
+    not wait for live updates), then publish their marks from the same assessments."""
     account_ids = accounts_exposed_to(symbol)
-    result = monitor_accounts(account_ids)
-    for account_id in account_ids:
-        publish_marks(account_id, symbol=symbol)
+    result = monitor_accounts(account_ids, for_display=True)
+    breached = set(result.breached)
+    for assessment in result.assessments:
+        if assessment.account.pk not in breached:  # breached accounts publish from their fills
+            publish_marks(assessment, symbol=symbol)
     return result
 
 
@@ -184,7 +191,7 @@ def enforce_breaches(*, account_id: int) -> list[Violation]:
         headroom = assessment.headroom_dicts()
         for violation, _ in violations:
             publish_risk_event(account.pk, "risk.violation", {**violation_payload(violation), "headroom": headroom})
-        on_commit(lambda: publish_account_updated(account.pk))
+        # No account.updated here: the closing fills publish the account (status included).
         logger.warning("Risk enforcement on %s: %s", account, "; ".join(v.detail for v, _ in violations))
         return [v for v, _ in violations]
 

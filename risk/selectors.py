@@ -241,9 +241,15 @@ def accounts_for_assessment() -> QuerySet[TradingAccount]:
     )
 
 
-def monitored_accounts(account_ids: Iterable[int] | None = None) -> list[TradingAccount]:
-    """Active accounts the monitor watches (all, or those given)."""
-    accounts = accounts_for_assessment().filter(status=AccountStatus.ACTIVE)
+def monitored_accounts(account_ids: Iterable[int] | None = None, *, for_display: bool = False) -> list[TradingAccount]:
+    """Active accounts the monitor watches (all, or those given). Without `for_display` only
+    the columns the assessment reads are loaded: the sweep builds thousands of these."""
+    if for_display:
+        accounts = accounts_for_assessment().filter(status=AccountStatus.ACTIVE)
+    else:
+        accounts = TradingAccount.objects.filter(status=AccountStatus.ACTIVE).only(
+            "id", "name", "program_id", "starting_balance", "balance", "status", "trading_state"
+        )
     if account_ids is not None:
         accounts = accounts.filter(pk__in=list(account_ids))
     return list(accounts.order_by("pk"))
