@@ -18,7 +18,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from accounts.domain import AccountStatus, TradingState
+from accounts.domain import AccountStatus, Phase, TradingState
 from accounts.models import TradingAccount
 from accounts.realtime import on_commit, publish_account_event
 from orders import services as order_services
@@ -26,7 +26,19 @@ from orders.domain import CANCELABLE_STATUSES, LIQUIDATING_SOURCES, OrderSource,
 from orders.models import Fill, Order, Position
 from orders.realtime import publish_account_updated, publish_marks
 from orders.selectors import accounts_exposed_to
-from risk.domain import DailyLossMode, DrawdownKind, Headroom, RiskRule, Severity, ViolationAction, scaled_max_contracts
+from risk.domain import (
+    DailyLossMode,
+    DayResult,
+    DrawdownKind,
+    EffectiveRules,
+    EvaluationStatus,
+    Headroom,
+    RiskRule,
+    Severity,
+    ViolationAction,
+    evaluation_progress,
+    scaled_max_contracts,
+)
 from risk.domain import drawdown_floor as floor_for
 from risk.hours import active_blackout, flat_by_deadline, past_flat_by
 from risk.models import AccountDay, AccountRiskState, Violation
@@ -278,8 +290,27 @@ def roll_account(*, account_id: int, now: datetime | None = None) -> bool:
         ).update(is_active=False)
         state.trade_date = current
         state.save()
+        _pass_if_evaluation_complete(account, rules)
         on_commit(lambda: publish_account_updated(account.pk))
         return True
+
+
+def _pass_if_evaluation_complete(account: TradingAccount, rules: EffectiveRules) -> None:
+    """At a trade date's close, an evaluation account that met its target, minimum days and
+    consistency passes (lock held by the caller). Closed days only: passing is an end-of-day fact."""
+    if account.program.phase != Phase.EVALUATION or account.status != AccountStatus.ACTIVE:
+        return
+    days = [DayResult(d.trade_date, d.net_pnl, d.fills) for d in AccountDay.objects.filter(account=account)]
+    progress = evaluation_progress(rules, starting_balance=account.starting_balance, balance=account.balance, days=days)
+    if progress.status == EvaluationStatus.PASSED:
+        account.status = AccountStatus.PASSED
+        account.save(update_fields=["status", "updated_at"])
+        logger.info(
+            "%s passed its evaluation: profit %s over %s trading days",
+            account,
+            progress.total_profit,
+            progress.trading_days,
+        )
 
 
 def roll_trade_date(*, now: datetime | None = None) -> int:

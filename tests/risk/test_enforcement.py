@@ -363,3 +363,27 @@ def test_news_blackout_closes_positions_in_affected_products(alice_account, pape
     assert venue_position(alice_account, "MESZ6") == 0
     closing = Order.objects.get(account=alice_account, source=OrderSource.RISK)
     assert closing.status == OrderStatus.FILLED and closing.instrument.symbol == "MESZ6"
+
+
+def test_evaluation_passes_at_the_close_once_target_days_and_consistency_are_met(alice_account, paper, commit):
+    no_fees()
+    rules(
+        alice_account,
+        profit_target=Decimal("3000"),
+        min_trading_days=2,
+        consistency_max_pct=Decimal("50"),
+    )
+    day = trade_date_for(timezone.now())
+    statuses = []
+    for points in (30, 32, 2):  # +1,500, +1,600 (best day 51.6% of 3,100), +100 (50.0% of 3,200)
+        since = last_fill_pk()
+        round_trip_es(alice_account, paper, commit, points=points)
+        book_fills_on(alice_account, day, since=since)
+        with commit():
+            enforcement.roll_account(account_id=alice_account.pk, now=after_close(day))
+        alice_account.refresh_from_db()
+        statuses.append(alice_account.status)
+        day = next_business_day(day)
+
+    assert statuses == [AccountStatus.ACTIVE, AccountStatus.ACTIVE, AccountStatus.PASSED]
+    assert alice_account.balance == Decimal("53200")
