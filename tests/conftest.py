@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.test import Client
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -152,3 +154,22 @@ def bob_api(bob) -> APIClient:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def staff_api(staff) -> APIClient:  # type: ignore[no-untyped-def]
     return client_for(staff)
+
+
+# -- Admin ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser(db):  # type: ignore[no-untyped-def]
+    return StaffFactory(username="root", is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(superuser) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+def admin_url(model, view: str, *args) -> str:  # type: ignore[no-untyped-def]
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)

@@ -6,8 +6,7 @@ from decimal import Decimal
 import pytest
 from django.contrib import admin
 from django.db import connection as db
-from django.test import Client, RequestFactory
-from django.urls import reverse
+from django.test import RequestFactory
 
 from accounts.domain import TradingState
 from accounts.models import AccountMembership, TradingAccount
@@ -16,23 +15,12 @@ from brokers.paper.models import VenueOrder, VenuePosition
 from orders import services
 from orders.domain import OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType
 from orders.models import Order, Position
-from tests.factories import ProgramFactory, StaffFactory
+from tests.conftest import admin_url as url
+from tests.factories import ProgramFactory
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "sk-admin-9d1f-DO-NOT-SHOW"
-
-
-@pytest.fixture
-def superuser(db):  # type: ignore[no-untyped-def]
-    return StaffFactory(username="root", is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(superuser) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(superuser)
-    return client
 
 
 @pytest.fixture
@@ -43,10 +31,6 @@ def filled_order(alice_account, commit) -> Order:  # type: ignore[no-untyped-def
     order = Order.objects.get(pk=outcome.order.pk)
     assert order.status == OrderStatus.FILLED
     return order
-
-
-def url(model, view: str, *args) -> str:  # type: ignore[no-untyped-def]
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def raw_credentials(pk: int) -> str:

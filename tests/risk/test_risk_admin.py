@@ -6,8 +6,7 @@ from decimal import Decimal
 import pytest
 from django.contrib import admin
 from django.db import models
-from django.test import Client, RequestFactory
-from django.urls import reverse
+from django.test import RequestFactory
 
 from accounts.models import Program
 from risk.models import (
@@ -23,6 +22,7 @@ from risk.models import (
     Violation,
 )
 from tests import factories
+from tests.conftest import admin_url as url
 
 pytestmark = pytest.mark.django_db
 
@@ -36,18 +36,6 @@ RISK_ADMIN_MODELS = [
     Violation,
 ]
 MONITOR_MODELS = [AccountRiskState, AccountDay, Violation]
-
-
-@pytest.fixture
-def superuser(db):  # type: ignore[no-untyped-def]
-    return factories.StaffFactory(username="root", is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(superuser) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(superuser)
-    return client
 
 
 @pytest.fixture
@@ -70,10 +58,6 @@ def rows() -> dict[type[models.Model], models.Model]:
     for row in made:
         row.full_clean()
     return {type(row): row for row in made}
-
-
-def url(model, view: str, *args) -> str:  # type: ignore[no-untyped-def]
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 @pytest.mark.parametrize("model", RISK_ADMIN_MODELS, ids=lambda m: m.__name__)
