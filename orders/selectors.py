@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import TradingAccount
@@ -14,7 +14,7 @@ from accounts.selectors import User, accounts_visible_to
 from brokers.market_data import get_last_prices
 from brokers.models import Instrument
 from config.errors import NotFoundError
-from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, OrderSide, unrealized_pnl
+from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, unrealized_pnl
 from orders.models import Fill, Order, Position
 from risk.trading_day import trade_date_for
 
@@ -55,20 +55,53 @@ def fills_visible_to(user: User) -> QuerySet[Fill]:
     return Fill.objects.filter(account__in=accounts_visible_to(user).values("pk")).select_related("instrument", "order")
 
 
-def open_position_quantities(account_id: int) -> dict[str, int]:
-    rows = Position.objects.open().filter(account_id=account_id).values_list("instrument__symbol", "quantity")
-    return dict(rows)
+def open_orders(account_id: int) -> list[Order]:
+    """Orders not yet done (stored, sent or working), with their instruments."""
+    return list(Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).select_related("instrument"))
 
 
-def working_quantities(account_id: int) -> dict[str, tuple[int, int]]:
-    """Unfilled quantity of open orders by symbol, as (buy, sell)."""
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    rows = Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).values_list(
-        "instrument__symbol", "side", "quantity", "filled_quantity"
+def fill_count(*, account_id: int, trade_date: date) -> int:
+    return Fill.objects.filter(account_id=account_id, trade_date=trade_date).count()
+
+
+def closing_trade_counts(account_id: int) -> tuple[int, int]:
+    """(trades, winners): fills that realized P&L, and those that realized a profit."""
+    counts = (
+        Fill.objects.filter(account_id=account_id)
+        .exclude(realized_pnl=0)
+        .aggregate(trades=Count("pk"), wins=Count("pk", filter=Q(realized_pnl__gt=0)))
     )
-    for symbol, side, quantity, filled in rows:
-        totals[symbol][0 if side == OrderSide.BUY else 1] += quantity - filled
-    return {symbol: (buy, sell) for symbol, (buy, sell) in totals.items()}
+    return counts["trades"], counts["wins"]
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    realized_pnl: Decimal
+    fees: Decimal
+    fills: int
+
+
+def day_totals_since(*, account_id: int, first: date) -> dict[date, DayTotals]:
+    """Realized P&L, fees and fill count per trade date, from `first` on."""
+    rows = (
+        Fill.objects.filter(account_id=account_id, trade_date__gte=first)
+        .values("trade_date")
+        .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"), fills=Count("pk"))
+    )
+    return {row["trade_date"]: DayTotals(row["realized"], row["fees"], row["fills"]) for row in rows}
+
+
+def open_positions_of(account_ids: Iterable[int]) -> dict[int, list[Position]]:
+    """Open positions by account id, with instruments."""
+    by_account: dict[int, list[Position]] = defaultdict(list)
+    for position in Position.objects.open().filter(account_id__in=list(account_ids)).select_related("instrument"):
+        by_account[position.account_id].append(position)
+    return by_account
+
+
+def accounts_with_positions() -> QuerySet[Position]:
+    """Account ids holding an open position (a subquery)."""
+    return Position.objects.open().values("account_id")
 
 
 def liquidating_quantity(*, account_id: int, instrument_id: int, side: str) -> int:

@@ -608,18 +608,27 @@ class FlattenResult:
 
 
 def flatten_account(
-    *, account: TradingAccount, actor: User | None = None, source: OrderSource = OrderSource.FLATTEN
+    *,
+    account: TradingAccount,
+    actor: User | None = None,
+    source: OrderSource = OrderSource.FLATTEN,
+    instrument_ids: set[int] | None = None,
 ) -> FlattenResult:
-    """Cancel every working order and close every position (market orders, normal order path)."""
+    """Cancel every working order and close every position (market orders, normal order path);
+    with `instrument_ids`, only those instruments (e.g. a product past its early close)."""
     canceled, closing = [], []
     with transaction.atomic():
         TradingAccount.objects.select_for_update().get(pk=account.pk)
         working = Order.objects.filter(account=account, status__in=CANCELABLE_STATUSES).exclude(
             source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET
         )
+        positions = Position.objects.open().filter(account=account)
+        if instrument_ids is not None:
+            working = working.filter(instrument_id__in=instrument_ids)
+            positions = positions.filter(instrument_id__in=instrument_ids)
         for order in working:
             canceled.append(request_cancel(order=order, actor=actor))
-        for position in Position.objects.open().filter(account=account):
+        for position in positions:
             try:
                 closing.append(close_position(position=position, actor=actor, source=source))
             except NothingToClose:

@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -22,10 +21,10 @@ from accounts.domain import AccountStatus, Phase, TradingState
 from accounts.models import TradingAccount
 from accounts.realtime import on_commit, publish_account_event
 from orders import services as order_services
-from orders.domain import CANCELABLE_STATUSES, LIQUIDATING_SOURCES, OrderSource, OrderType
-from orders.models import Fill, Order, Position
+from orders.domain import OrderSource
+from orders.models import Position
 from orders.realtime import publish_account_updated, publish_marks
-from orders.selectors import accounts_exposed_to
+from orders.selectors import accounts_exposed_to, accounts_with_positions, day_totals_since, open_positions_of
 from risk.domain import (
     DailyLossMode,
     DayResult,
@@ -53,6 +52,7 @@ from risk.selectors import (
     releases_near,
     risk_states_for,
 )
+from risk.serializers import ViolationSerializer
 from risk.trading_day import trade_date_closes_at, trade_date_for
 
 logger = logging.getLogger(__name__)
@@ -202,24 +202,12 @@ def enforce_breaches(*, account_id: int) -> list[Violation]:
             state.save(update_fields=["blocked_until", "blocked_reason", "updated_at"])
         headroom = assessment.headroom_dicts()
         for violation, _ in violations:
-            publish_risk_event(account.pk, "risk.violation", {**violation_payload(violation), "headroom": headroom})
+            publish_risk_event(
+                account.pk, "risk.violation", {**ViolationSerializer(violation).data, "headroom": headroom}
+            )
         # No account.updated here: the closing fills publish the account (status included).
         logger.warning("Risk enforcement on %s: %s", account, "; ".join(v.detail for v, _ in violations))
         return [v for v, _ in violations]
-
-
-def violation_payload(violation: Violation) -> dict[str, object]:
-    return {
-        "id": violation.pk,
-        "rule": violation.rule,
-        "severity": violation.severity,
-        "action": violation.action,
-        "threshold": None if violation.threshold is None else str(violation.threshold),
-        "observed": None if violation.observed is None else str(violation.observed),
-        "trade_date": violation.trade_date.isoformat(),
-        "detail": violation.detail,
-        "occurred_at": violation.occurred_at.isoformat(),
-    }
 
 
 # -- Trade-date rollover ------------------------------------------------------------------------
@@ -248,27 +236,22 @@ def roll_account(*, account_id: int, now: datetime | None = None) -> bool:
         state = risk_states_for([account], {account.pk: rules}, now=now)[account.pk]
         if state.trade_date >= current:
             return False
-        by_date = {
-            row["trade_date"]: row
-            for row in Fill.objects.filter(account=account, trade_date__gte=state.trade_date)
-            .values("trade_date")
-            .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"), fills=Count("pk"))
-        }
+        by_date = day_totals_since(account_id=account.pk, first=state.trade_date)
         closing_balance = None
         for day in _business_days(state.trade_date, current):
-            row = by_date.get(day)
-            if day != state.trade_date and row is None:
+            totals = by_date.get(day)
+            if day != state.trade_date and totals is None:
                 continue
-            later_net = sum((r["realized"] - r["fees"] for d, r in by_date.items() if d > day), Decimal(0))
+            later_net = sum((t.realized_pnl - t.fees for d, t in by_date.items() if d > day), Decimal(0))
             closing_balance = account.balance - later_net
             AccountDay.objects.get_or_create(
                 account=account,
                 trade_date=day,
                 defaults={
                     "closing_balance": closing_balance,
-                    "realized_pnl": row["realized"] if row else Decimal(0),
-                    "fees": row["fees"] if row else Decimal(0),
-                    "fills": row["fills"] if row else 0,
+                    "realized_pnl": totals.realized_pnl if totals else Decimal(0),
+                    "fees": totals.fees if totals else Decimal(0),
+                    "fills": totals.fills if totals else 0,
                 },
             )
             state.eod_high_balance = max(state.eod_high_balance, closing_balance)
@@ -335,21 +318,6 @@ class HoursResult:
     liquidated: list[int] = field(default_factory=list)
 
 
-def _liquidate_instruments(account: TradingAccount, positions: list[Position]) -> None:
-    """Cancel the working orders in these instruments and close the positions (lock held)."""
-    instrument_ids = {p.instrument_id for p in positions}
-    working = Order.objects.filter(
-        account=account, instrument_id__in=instrument_ids, status__in=CANCELABLE_STATUSES
-    ).exclude(source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET)
-    for order in working:
-        order_services.request_cancel(order=order)
-    for position in positions:
-        try:
-            order_services.close_position(position=position, source=OrderSource.RISK)
-        except order_services.NothingToClose:
-            continue
-
-
 def enforce_trading_hours(*, now: datetime | None = None) -> HoursResult:
     """Flatten what is held past the flat-by time (or an early close) or into a news blackout,
     and warn the configured minutes before the flat-by time. Runs every few seconds on beat."""
@@ -357,9 +325,7 @@ def enforce_trading_hours(*, now: datetime | None = None) -> HoursResult:
     today = trade_date_for(now)
     result = HoursResult()
     holders = list(
-        accounts_for_assessment()
-        .filter(status=AccountStatus.ACTIVE, pk__in=Position.objects.open().values("account_id"))
-        .order_by("pk")
+        accounts_for_assessment().filter(status=AccountStatus.ACTIVE, pk__in=accounts_with_positions()).order_by("pk")
     )
     if not holders:
         return result
@@ -367,9 +333,7 @@ def enforce_trading_hours(*, now: datetime | None = None) -> HoursResult:
     states = risk_states_for(holders, rules, now=now)
     closes = early_closes()
     releases = releases_near(now)
-    positions_by_account: dict[int, list[Position]] = {}
-    for position in Position.objects.open().filter(account__in=holders).select_related("instrument"):
-        positions_by_account.setdefault(position.account_id, []).append(position)
+    positions_by_account = open_positions_of(a.pk for a in holders)
     for account in holders:
         r = rules[account.pk]
         held = positions_by_account.get(account.pk, [])
@@ -420,9 +384,11 @@ def _liquidate_for_hours(
                 detail=f"{roots} held {why}: closed by the risk desk.",
                 trade_date=today,
             )
-            _liquidate_instruments(account, positions)
+            order_services.flatten_account(
+                account=account, source=OrderSource.RISK, instrument_ids={p.instrument_id for p in positions}
+            )
             if violation is not None:
-                publish_risk_event(account.pk, "risk.violation", violation_payload(violation))
+                publish_risk_event(account.pk, "risk.violation", ViolationSerializer(violation).data)
 
 
 def _warn_flat_by(account: TradingAccount, *, at: datetime, why: str, today: date) -> None:

@@ -7,16 +7,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.domain import AccountStatus
 from accounts.models import TradingAccount
 from accounts.selectors import User, accounts_visible_to
 from brokers.models import Instrument, SizeClass
-from orders.domain import OPEN_STATUSES
-from orders.models import Fill, Order
-from orders.selectors import AccountValuation, value_accounts
+from orders.selectors import AccountValuation, closing_trade_counts, fill_count, value_accounts
 from risk.domain import LAYERED_FIELDS as RULE_FIELDS
 from risk.domain import (
     ContractInfo,
@@ -165,10 +163,6 @@ class RiskAssessment:
     def headroom_for(self, rule: str) -> Headroom | None:
         return next((h for h in self.headroom if h.rule == rule), None)
 
-    @property
-    def monitored(self) -> bool:
-        return self.account.status == AccountStatus.ACTIVE
-
     def headroom_dicts(self) -> list[dict[str, object]]:
         return [h.as_dict() for h in self.headroom]
 
@@ -255,13 +249,6 @@ def monitored_accounts(account_ids: Iterable[int] | None = None, *, for_display:
     return list(accounts.order_by("pk"))
 
 
-# -- Pre-trade inputs ----------------------------------------------------------------------
-
-
-def working_orders_with_instruments(account_id: int) -> list[Order]:
-    return list(Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).select_related("instrument"))
-
-
 # -- Evaluation ---------------------------------------------------------------------------------
 
 
@@ -277,7 +264,7 @@ def evaluation_for(assessment: RiskAssessment) -> EvaluationProgress:
     a day's result is what was realized)."""
     valuation = assessment.valuation
     today = valuation.trade_date
-    today_fills = Fill.objects.filter(account=assessment.account, trade_date=today).count()
+    today_fills = fill_count(account_id=assessment.account.pk, trade_date=today)
     days = day_results(
         assessment.account,
         today_net=valuation.day_realized_pnl - valuation.day_fees,
@@ -305,9 +292,7 @@ class AccountMetrics:
 
 def metrics_for(assessment: RiskAssessment) -> AccountMetrics:
     account = assessment.account
-    closing = Fill.objects.filter(account=account).exclude(realized_pnl=0)
-    counts = closing.aggregate(trades=Count("pk"), wins=Count("pk", filter=Q(realized_pnl__gt=0)))
-    trades, wins = counts["trades"], counts["wins"]
+    trades, wins = closing_trade_counts(account.pk)
     daily = assessment.headroom_for("daily_loss")
     drawdown = assessment.headroom_for("drawdown")
     return AccountMetrics(

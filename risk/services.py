@@ -14,7 +14,7 @@ from brokers.models import Instrument
 from config.redis_client import get_redis, key
 from orders.domain import OrderIntent, OrderSide
 from orders.realtime import publish_account_on_commit
-from orders.selectors import accounts_exposed_to
+from orders.selectors import accounts_exposed_to, open_orders
 from risk import tasks
 from risk.domain import RiskRule
 from risk.rules import AccountSnapshot, Denial, evaluate_pre_trade
@@ -24,7 +24,6 @@ from risk.selectors import (
     early_closes,
     releases_near,
     windows_for,
-    working_orders_with_instruments,
 )
 
 # Positions are re-marked at most this often per instrument while prices stream in.
@@ -35,7 +34,7 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
     """Everything the pre-trade rules look at, read under the caller's account lock."""
     now = now or timezone.now()
     assessment = assess_account(account)
-    working = working_orders_with_instruments(account.pk)
+    working = open_orders(account.pk)
     contracts = {instrument.symbol: contract_info(instrument)}
     contracts.update((o.instrument.symbol, contract_info(o.instrument)) for o in working)
     contracts.update(

@@ -3,31 +3,7 @@
 from dataclasses import asdict
 from typing import Any
 
-from rest_framework import serializers
-
-from risk.models import Violation
 from risk.selectors import AccountMetrics, RiskAssessment
-
-
-class ViolationSerializer(serializers.ModelSerializer):
-    account_name = serializers.CharField(source="account.name", read_only=True)
-
-    class Meta:
-        model = Violation
-        fields = [
-            "id",
-            "account",
-            "account_name",
-            "rule",
-            "severity",
-            "action",
-            "threshold",
-            "observed",
-            "trade_date",
-            "detail",
-            "occurred_at",
-            "is_active",
-        ]
 
 
 def _plain(value: Any) -> Any:

@@ -12,9 +12,10 @@ from accounts.models import TradingAccount
 from accounts.selectors import get_account_for_user
 from config.api.fields import StrictSerializer
 from risk import selectors, services
-from risk.api.serializers import ViolationSerializer, risk_payload
+from risk.api.serializers import risk_payload
 from risk.domain import RiskRule
 from risk.models import Violation
+from risk.serializers import ViolationSerializer
 
 
 class AccountRiskApi(APIView):
