@@ -41,5 +41,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/order_path.py
 
+bench-plans: $(VENV)/.installed
+	$(PY) bench/plans.py
+
 clean-demo:
 	rm -f var/propdesk.sqlite3*

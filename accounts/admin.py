@@ -1,14 +1,18 @@
 """Staff management of firms, programs, accounts and access; actions call services."""
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.models import AccountMembership, Firm, Program, TradingAccount
 from accounts.services import grant_account_access, revoke_account_access
 from config.errors import DomainError
+from orders.models import ReconciliationOutcome, ReconciliationRun
+from orders.reconciliation import request_reconciliation
 from orders.services import flatten_account
 from risk.admin import PROGRAM_RULE_INLINES, AccountRuleOverrideInline
 from risk.selectors import RiskAssessment, assess_account, assess_accounts
@@ -56,9 +60,17 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
     list_filter = ["status", "trading_state", "program__firm", "program", "broker_connection"]
     search_fields = ["name", "broker_account_id", "memberships__user__username"]
     list_select_related = ["program__firm", "broker_connection"]
-    readonly_fields = ["balance", "trading_state", "trading_state_reason", "risk_headroom", "created_at", "updated_at"]
+    readonly_fields = [
+        "balance",
+        "trading_state",
+        "trading_state_reason",
+        "risk_headroom",
+        "last_reconciliation",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [MembershipInline, AccountRuleOverrideInline]
-    actions = ["flatten_selected", "halt_selected", "resume_selected"]
+    actions = ["flatten_selected", "halt_selected", "resume_selected", "reconcile_selected"]
 
     def get_changelist_instance(self, request: HttpRequest):  # type: ignore[no-untyped-def]
         # One bulk assessment for the page instead of ~10 queries per row.
@@ -105,6 +117,21 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
             )
         return "\n".join(lines) or "No loss or contract limits."
 
+    @admin.display(description="Last reconciliation with the broker")
+    def last_reconciliation(self, account: TradingAccount) -> str:
+        run = ReconciliationRun.objects.filter(account=account).first() if account.pk else None
+        if run is None:
+            return "Never reconciled."
+        text = f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC ({run.trigger}): {run.get_outcome_display()}"
+        if run.discrepancies:
+            text += f", {run.discrepancies} discrepancies"
+        text += f". {run.error}" if run.error else "."
+        max_age = settings.RECONCILIATION_MAX_AGE
+        good = ReconciliationRun.objects.filter(account=account).exclude(outcome=ReconciliationOutcome.FAILED).first()
+        if max_age is not None and (good is None or good != run or timezone.now() - good.started_at > max_age):
+            text += " New risk is blocked (only reducing orders pass) until a reconciliation passes."
+        return text
+
     def save_model(self, request: HttpRequest, obj: TradingAccount, form: object, change: bool) -> None:
         # Balance moves only through fills; a new account starts at its starting balance.
         if not change:
@@ -140,6 +167,11 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
         for account in queryset:
             halt_account(account=account, reason=f"Halted by {request.user.get_username()}.", actor=request.user)
         self.message_user(request, f"{queryset.count()} account(s) halted.")
+
+    @admin.action(description="Reconcile now with the broker")
+    def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[TradingAccount]) -> None:
+        count = request_reconciliation(accounts=queryset)
+        self.message_user(request, f"Reconciliation queued for {count} account(s); see Reconciliation runs.")
 
     @admin.action(description="Resume trading")
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[TradingAccount]) -> None:

@@ -34,6 +34,12 @@ class Program(models.Model):
     starting_balance = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, default="USD")
     notes = models.TextField(blank=True)
+    default_position_plan = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A position plan every new position of this program's accounts starts with (blank: none); "
+        "same fields as POST /api/v1/positions/{id}/plan/.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()

@@ -596,16 +596,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
     own = parser.add_argument_group("own stack (default)")
     own.add_argument("--workers", type=int, default=2, help="Celery worker processes (prefork)")
-    own.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server (a superuser) for the bench database")
-    own.add_argument("--db-name", default="propdesk_bench", help="database dropped and created for the run")
-    own.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis database flushed and used by the run")
-    own.add_argument("--redis-prefix", default="propdesk-bench", help="REDIS_KEY_PREFIX of the run")
-    own.add_argument(
-        "--settings",
-        default="config.settings.base",
-        help="DJANGO_SETTINGS_MODULE of the stack (a variant on PYTHONPATH lets you try a settings change)",
-    )
-    own.add_argument("--logs-dir", default=None, help="where daphne.log and worker.log go (None: a new temp dir)")
+    add_stack_arguments(own, db_name="propdesk_bench", redis_prefix="propdesk-bench")
 
     external = parser.add_argument_group("already running stack")
     external.add_argument("--url", help="base URL, e.g. http://127.0.0.1:8000; skips starting a stack")
@@ -621,14 +612,71 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_on_sigterm(signum: int, frame: Any) -> None:
+def raise_on_sigterm(signum: int, frame: Any) -> None:
+    """Tear the stack down on SIGTERM as on Ctrl-C."""
     say("terminated")
     raise SystemExit(128 + signum)
 
 
+def add_stack_arguments(group: Any, *, db_name: str, redis_prefix: str) -> None:
+    """Where a bench's own stack lives: its database, its Redis database and prefix, its logs."""
+    group.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server (a superuser) for the bench database")
+    group.add_argument("--db-name", default=db_name, help="database dropped and created for the run")
+    group.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis database flushed and used by the run")
+    group.add_argument("--redis-prefix", default=redis_prefix, help="REDIS_KEY_PREFIX of the run")
+    group.add_argument(
+        "--settings",
+        default="config.settings.base",
+        help="DJANGO_SETTINGS_MODULE of the stack (a variant on PYTHONPATH lets you try a settings change)",
+    )
+    group.add_argument("--logs-dir", default=None, help="where the processes' logs go (None: a new temp dir)")
+
+
+def join_stack_in_process(stack: OwnStack) -> None:
+    """A fresh database and Redis for `stack`, migrated; then this process runs Django on them
+    too (same settings and secrets), to build the bench's world through the ORM."""
+    stack.reset_database()
+    stack.reset_redis()
+    stack.manage("migrate", "--noinput")
+    os.environ.update(stack.env)
+    import django
+
+    django.setup()
+    import config  # noqa: F401  (binds the shared tasks to the Celery app)
+
+
+def spawn_procfile_workers(stack: OwnStack, *, workers: int, senders: int, sender_pool: str = "prefork") -> None:
+    """The Celery workers as the Procfile runs them: one on the "celery" and "reconcile" queues
+    (risk, plans, everything else), one on "orders" (sends, cancels, modifies)."""
+    celery = str(Path(sys.executable).parent / "celery")
+    common = ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+    for name, queues, pool, concurrency in (
+        ("worker", "celery,reconcile", "prefork", workers),
+        ("sender", "orders", sender_pool, senders),
+    ):
+        stack.spawn(
+            name,
+            [
+                celery,
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queues,
+                "-n",
+                f"{name}@%h",
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                *common,
+            ],
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # tear down on SIGTERM as on Ctrl-C
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     stack: OwnStack | None = None
     try:
         if args.url:

@@ -28,7 +28,6 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
-import os  # noqa: E402
 import pstats  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
@@ -37,10 +36,24 @@ from datetime import UTC, datetime  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.order_path import BenchError, OwnStack, Series, fmt, say  # noqa: E402
+from bench.order_path import (  # noqa: E402
+    BenchError,
+    OwnStack,
+    Series,
+    add_stack_arguments,
+    fmt,
+    join_stack_in_process,
+    raise_on_sigterm,
+    say,
+    spawn_procfile_workers,
+)
 
 TARGET_SWEEP_MS = 500.0
 TARGET_FLATTEN_P99_MS = 250.0
+
+# The send worker as the Procfile runs it.
+SENDERS = 4
+SENDER_POOL = "prefork"
 
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/11"
@@ -318,8 +331,8 @@ def summarize_round(result: dict[str, Any]) -> dict[str, Any]:
     for when in result["seen"].values():
         seen.add(when - t_pub)
     step_defs = [
-        ("publish -> violation recorded (queue hop, mark task assesses exposed accounts, enforce loop)", None, 1),
-        ("violation -> RISK close order INSERT (flatten_account, pre-trade)", 1, 2),
+        ("publish -> violation recorded (queue hop, mark task assesses exposed accounts, locks breached)", None, 1),
+        ("violation -> RISK close order INSERT (flatten_accounts: all close orders at once)", 1, 2),
         ("close order INSERT -> send task claims it (commit, enqueue, queue hop)", 2, 3),
         ("claim -> venue order INSERT (adapter, venue)", 3, 4),
     ]
@@ -409,8 +422,9 @@ def report_flatten(rounds: list[dict[str, Any]], args: argparse.Namespace, colla
     print()
     print(
         f"breach -> flatten: {len(rounds)} rounds (+1 warm-up), each one {BREACH_ROOT_SYMBOL} move of "
-        f"-{STEP_POINTS} points breaching {args.breach} accounts; Celery worker with {args.workers} prefork "
-        f"processes; price published in-process with feed.publish_price"
+        f"-{STEP_POINTS} points breaching {args.breach} accounts; risk worker with {args.workers} prefork "
+        f"processes, send worker {args.sender_pool} x {args.senders}; price published in-process with "
+        "feed.publish_price"
     )
     all_venue = Series("all rounds: publish -> flatten order at venue")
     lasts = Series("all rounds: publish -> last of the round at venue")
@@ -461,35 +475,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=1.5, help="seconds between rounds, after they settle")
     parser.add_argument("--profile-lines", type=int, default=25, help="rows of each cProfile table")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (prefork)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server (a superuser)")
-    parser.add_argument("--db-name", default="propdesk_bench_risk", help="database dropped and created for the run")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis database flushed and used by the run")
-    parser.add_argument("--redis-prefix", default="propdesk-bench-risk", help="REDIS_KEY_PREFIX of the run")
-    parser.add_argument("--settings", default="config.settings.base", help="DJANGO_SETTINGS_MODULE")
-    parser.add_argument("--logs-dir", default=None, help="where worker.log goes (None: a new temp dir)")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the risk worker (prefork, queue celery)")
+    parser.add_argument("--senders", type=int, default=SENDERS, help="concurrency of the send worker (queue orders)")
+    parser.add_argument("--sender-pool", default=SENDER_POOL, help="pool of the send worker (-P)")
+    add_stack_arguments(parser, db_name="propdesk_bench_risk", redis_prefix="propdesk-bench-risk")
     return parser.parse_args(argv)
-
-
-def _raise_on_sigterm(signum: int, frame: Any) -> None:
-    say("terminated")
-    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     stack = OwnStack(args)
     try:
         say(f"stack: database {args.db_name}, Redis {args.redis_url}, logs in {stack.logs}")
-        stack.reset_database()
-        stack.reset_redis()
-        stack.manage("migrate", "--noinput")
-        os.environ.update(stack.env)  # this process is part of the stack: same settings and secrets
-        import django
-
-        django.setup()
-        import config  # noqa: F401  (binds the shared tasks to the Celery app)
+        join_stack_in_process(stack)
 
         t0 = time.perf_counter()
         world = build_world(args)
@@ -501,24 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep_ok = report_sweep(sweep, world, args)
         flatten_ok = True
         if not args.no_flatten:
-            stack.spawn(
-                "worker",
-                [
-                    str(Path(sys.executable).parent / "celery"),
-                    "-A",
-                    "config",
-                    "worker",
-                    "-P",
-                    "prefork",
-                    "-c",
-                    str(args.workers),
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-l",
-                    "WARNING",
-                ],
-            )
+            spawn_procfile_workers(stack, workers=args.workers, senders=args.senders, sender_pool=args.sender_pool)
             rounds = []
             for g in range(args.rounds + 1):  # the last group is left for profile_enforcement
                 stack.check_alive()

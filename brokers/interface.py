@@ -45,6 +45,8 @@ class OrderRequest:
     time_in_force: str  # "day" | "gtc"
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None  # trailing stops (brokers with Capability.TRAILING_STOP)
+    oco_group: str | None = None  # orders sharing it are one-cancels-other (brokers with Capability.OCO)
 
 
 @dataclass(frozen=True)

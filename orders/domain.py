@@ -7,7 +7,7 @@ from django.db.models import TextChoices
 
 from brokers.interface import ReportedStatus
 from brokers.ticks import is_on_tick, neighbouring_ticks, normalize_price
-from config.errors import DomainError
+from config.errors import ConflictError, DomainError
 
 MONEY_QUANTUM = Decimal("0.0001")
 AVG_PRICE_QUANTUM = Decimal("0.00000001")
@@ -25,6 +25,9 @@ class OrderType(TextChoices):
     LIMIT = "limit", "Limit"
     STOP = "stop", "Stop"
     STOP_LIMIT = "stop_limit", "Stop limit"
+    # A stop that follows the market at `trail_amount`: native where the broker has it, else
+    # a plain stop at the broker that we move (orders.trailing).
+    TRAILING_STOP = "trailing_stop", "Trailing stop"
 
 
 class TimeInForce(TextChoices):
@@ -41,15 +44,38 @@ class OrderSource(TextChoices):
     WEBHOOK = "webhook", "Webhook signal"
     AUTOMATION = "automation", "Automation rule"
     COPIER = "copier", "Trade copier"
+    PLAN = "plan", "Position plan"
+    EXTERNAL = "external", "Placed outside propdesk"
 
 
 # Orders no person placed by hand: programs that forbid bots refuse these.
 AUTOMATED_SOURCES = frozenset({OrderSource.WEBHOOK, OrderSource.AUTOMATION, OrderSource.COPIER})
 # Orders that only take risk off, placed by us (close, flatten, enforcement).
-LIQUIDATING_SOURCES = frozenset({OrderSource.CLOSE, OrderSource.FLATTEN, OrderSource.RISK})
+LIQUIDATING_SOURCES = frozenset({OrderSource.CLOSE, OrderSource.FLATTEN, OrderSource.RISK, OrderSource.PLAN})
+
+
+class OrderRole(TextChoices):
+    """An order's part in a group (blank: a stand-alone order)."""
+
+    ENTRY = "entry", "Entry"
+    STOP_LOSS = "stop_loss", "Stop loss"
+    TAKE_PROFIT = "take_profit", "Take profit"
+    OCO_LEG = "oco_leg", "OCO leg"
+
+
+PROTECTIVE_ROLES = frozenset({OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT})
+
+
+class PositionEffect(TextChoices):
+    """What an order may do to the position it trades against."""
+
+    AUTO = "auto", "Open or reduce"  # refused if it would carry the position through flat
+    REDUCE = "reduce", "Reduce only"
+    REVERSE = "reverse", "Reverse"  # may go through flat to the other side
 
 
 class OrderStatus(TextChoices):
+    HELD = "held", "Held"  # a bracket leg stored by us until its entry fills; never sent while held
     NEW = "new", "New"  # stored, not yet claimed for sending
     DENIED = "denied", "Denied"  # refused by our own pre-trade checks, never sent
     SUBMITTED = "submitted", "Submitted"  # claimed and sent (or being sent); no broker answer yet
@@ -64,6 +90,7 @@ class OrderStatus(TextChoices):
 
 S = OrderStatus
 ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.HELD: frozenset({S.NEW, S.CANCELED}),  # released when its entry fills, or cancelled with it
     S.NEW: frozenset({S.DENIED, S.SUBMITTED, S.CANCELED}),  # cancelled before it was ever sent
     S.SUBMITTED: frozenset(
         {S.ACCEPTED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}
@@ -81,8 +108,10 @@ ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 WORKING_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
-OPEN_STATUSES = WORKING_STATUSES | {S.NEW}
-CANCELABLE_STATUSES = frozenset({S.NEW, S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED})
+OPEN_STATUSES = WORKING_STATUSES | {S.NEW}  # may trade (held legs cannot until released)
+LIVE_STATUSES = OPEN_STATUSES | {S.HELD}  # not done yet
+CANCELABLE_STATUSES = frozenset({S.HELD, S.NEW, S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED})
+MODIFIABLE_STATUSES = frozenset({S.HELD, S.NEW, S.ACCEPTED, S.PARTIALLY_FILLED})
 
 
 class OrderEventType(TextChoices):
@@ -100,6 +129,12 @@ class OrderEventType(TextChoices):
     OUTCOME_UNKNOWN = "outcome_unknown", "Broker answer unknown"
     BROKER_UNAVAILABLE = "broker_unavailable", "Broker unavailable"
     RECONCILED = "reconciled", "Reconciled with broker"
+    RELEASED = "released", "Released (entry filled)"
+    MODIFY_REQUESTED = "modify_requested", "Change requested"
+    MODIFIED = "modified", "Changed"
+    MODIFY_REJECTED = "modify_rejected", "Change refused"
+    ADOPTED = "adopted", "Adopted from broker"
+    VANISHED = "vanished", "Gone at the broker"
 
 
 class InvalidTransition(Exception):
@@ -170,6 +205,9 @@ class OrderIntent:
     # The protective stop that will go with the order (brackets); the worst-case loss check uses it.
     stop_loss: Decimal | None = None
     is_automated: bool = False
+    # Trailing stops: how far behind the market the stop follows (a price distance on the grid).
+    trail_amount: Decimal | None = None
+    position_effect: PositionEffect = PositionEffect.AUTO
 
     @property
     def signed_quantity(self) -> int:
@@ -181,6 +219,7 @@ _PRICES_BY_TYPE: dict[OrderType, tuple[bool, bool]] = {  # (needs limit, needs s
     OrderType.LIMIT: (True, False),
     OrderType.STOP: (False, True),
     OrderType.STOP_LIMIT: (True, True),
+    OrderType.TRAILING_STOP: (False, False),  # its stop follows the market from where it is placed
 }
 
 
@@ -220,7 +259,21 @@ def validate_order_intent(intent: OrderIntent, *, tick_size: Decimal) -> OrderIn
             )
         if value is not None:
             prices[field] = validate_price(value, tick_size=tick_size, field=field)
-    return replace(intent, limit_price=prices.get("limit_price"), stop_price=prices.get("stop_price"))
+    trailing = intent.order_type == OrderType.TRAILING_STOP
+    if trailing and intent.trail_amount is None:
+        raise InvalidOrder("A trailing stop order needs a trail amount.", code="price_required", field="trail_amount")
+    if not trailing and intent.trail_amount is not None:
+        raise InvalidOrder(
+            "Only trailing stop orders take a trail amount.", code="unexpected_price", field="trail_amount"
+        )
+    if intent.trail_amount is not None:
+        prices["trail_amount"] = validate_price(intent.trail_amount, tick_size=tick_size, field="trail_amount")
+    return replace(
+        intent,
+        limit_price=prices.get("limit_price"),
+        stop_price=prices.get("stop_price"),
+        trail_amount=prices.get("trail_amount"),
+    )
 
 
 def validate_price(price: Decimal, *, tick_size: Decimal, field: str) -> Decimal:
@@ -285,3 +338,171 @@ def unrealized_pnl(*, quantity: int, avg_price: Decimal, last_price: Decimal, po
 def average_fill_price(*, filled_before: int, avg_before: Decimal | None, quantity: int, price: Decimal) -> Decimal:
     total = (avg_before or Decimal(0)) * filled_before + price * quantity
     return (total / (filled_before + quantity)).quantize(AVG_PRICE_QUANTUM)
+
+
+# -- Brackets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Level:
+    """A stop-loss or take-profit level as asked: an absolute price, or whole ticks from the entry."""
+
+    price: Decimal | None = None
+    ticks: int | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.price is None) != (self.ticks is None), "a level is a price or a tick offset"
+
+
+@dataclass(frozen=True)
+class BracketSpec:
+    stop_loss: Level | None = None
+    take_profit: Level | None = None
+
+
+def validate_level(level: Level, *, tick_size: Decimal, field: str) -> Level:
+    if level.ticks is not None:
+        if isinstance(level.ticks, bool) or not isinstance(level.ticks, int) or not 1 <= level.ticks <= 100_000:
+            raise InvalidOrder(
+                f"{field} ticks must be a whole number from 1 to 100000.", code="invalid_ticks", field=field
+            )
+        return level
+    assert level.price is not None
+    return Level(price=validate_price(level.price, tick_size=tick_size, field=field))
+
+
+def exit_side(entry_side: str) -> OrderSide:
+    return OrderSide.SELL if entry_side == OrderSide.BUY else OrderSide.BUY
+
+
+def level_price(level: Level, *, entry_side: str, anchor: Decimal, tick_size: Decimal, is_stop: bool) -> Decimal:
+    """A level as a price on the grid.
+
+    Tick offsets count from `anchor` (the entry's average fill price once it has filled, its
+    limit/stop price or the last price before): stops below a long entry and targets above,
+    the reverse for a short. An anchor between ticks (an average of several fills) is first
+    rounded to the grid towards the level (down for a level below it), so each leg sits at least
+    the asked number of ticks from the average fill, and less than one tick more: never a tighter
+    stop or a nearer target than asked.
+    """
+    if level.price is not None:
+        return level.price
+    assert level.ticks is not None
+    below = (entry_side == OrderSide.BUY) == is_stop
+    lower, upper = neighbouring_ticks(anchor, tick_size)
+    base = lower if below else upper
+    offset = tick_size * level.ticks
+    price = base - offset if below else base + offset
+    if price <= 0:
+        name = "stop loss" if is_stop else "take profit"
+        raise InvalidOrder(
+            f"A {name} {level.ticks} ticks from {normalize_price(anchor, tick_size)} would be at or below zero.",
+            code="invalid_price",
+            field="stop_loss" if is_stop else "take_profit",
+        )
+    return normalize_price(price, tick_size)
+
+
+def check_bracket_sides(
+    *, entry_side: str, reference: Decimal | None, stop_loss: Decimal | None, take_profit: Decimal | None
+) -> None:
+    """Long: stop below the entry, target above it; short: the reverse. Refused with a sentence."""
+    long = entry_side == OrderSide.BUY
+    word = "buy" if long else "sell"
+    if stop_loss is not None and take_profit is not None and (stop_loss >= take_profit) == long:
+        raise InvalidOrder(
+            f"A {word} bracket's stop loss ({stop_loss}) must be {'below' if long else 'above'} "
+            f"its take profit ({take_profit}).",
+            code="bracket_wrong_side",
+            field="stop_loss",
+        )
+    if reference is None:
+        return
+    if stop_loss is not None and (stop_loss >= reference) == long:
+        raise InvalidOrder(
+            f"A {word} bracket's stop loss ({stop_loss}) must be {'below' if long else 'above'} the entry "
+            f"({reference}): it would trigger at once.",
+            code="bracket_wrong_side",
+            field="stop_loss",
+        )
+    if take_profit is not None and (take_profit <= reference) == long:
+        raise InvalidOrder(
+            f"A {word} bracket's take profit ({take_profit}) must be {'above' if long else 'below'} the entry "
+            f"({reference}).",
+            code="bracket_wrong_side",
+            field="take_profit",
+        )
+
+
+def check_protective_price(*, position_quantity: int, role: str, price: Decimal, market: Decimal | None) -> None:
+    """A protective leg moved by hand or by a plan must stay on its side of the market."""
+    if market is None or position_quantity == 0:
+        return
+    long = position_quantity > 0
+    stop_side_ok = price < market if long else price > market
+    target_side_ok = price > market if long else price < market
+    if role == OrderRole.STOP_LOSS and not stop_side_ok:
+        raise InvalidOrder(
+            f"A {'long' if long else 'short'} position's stop ({price}) must be {'below' if long else 'above'} "
+            f"the market ({market}).",
+            code="bracket_wrong_side",
+            field="stop_price",
+        )
+    if role == OrderRole.TAKE_PROFIT and not target_side_ok:
+        raise InvalidOrder(
+            f"A {'long' if long else 'short'} position's target ({price}) must be {'above' if long else 'below'} "
+            f"the market ({market}).",
+            code="bracket_wrong_side",
+            field="limit_price",
+        )
+
+
+# -- Position context: sides and protection sizes ------------------------------------------
+
+
+class SideConflict(ConflictError):
+    code = "position_side_conflict"
+
+
+def check_position_effect(
+    *, held: int, opposite_working: int, signed_quantity: int, effect: PositionEffect, symbol: str
+) -> None:
+    """Orders never mix sides inside a position's context.
+
+    `held` is the signed position; `opposite_working` the unfilled quantity of orders already
+    working against it (not its protective legs). An order against the position may take it
+    to flat; past flat only as an explicit reverse. A reduce-only order must reduce.
+    """
+    against = held != 0 and (held > 0) != (signed_quantity > 0)
+    if effect == PositionEffect.REDUCE:
+        if not against:
+            raise SideConflict(
+                f"A reduce-only order must trade against the {symbol} position, and it is "
+                + ("flat." if held == 0 else f"{'long' if held > 0 else 'short'} {abs(held)}."),
+                field="position_effect",
+            )
+        if abs(signed_quantity) + opposite_working > abs(held):
+            raise SideConflict(
+                f"Reduce-only: {abs(signed_quantity)} with {opposite_working} already working would take the "
+                f"{symbol} position of {abs(held)} past flat.",
+                field="quantity",
+            )
+        return
+    if effect == PositionEffect.REVERSE:
+        if not against:
+            raise SideConflict(
+                f"A reverse order must trade against the {symbol} position, and it is "
+                + ("flat." if held == 0 else f"{'long' if held > 0 else 'short'} {abs(held)}."),
+                field="position_effect",
+            )
+        return
+    if against and abs(signed_quantity) + opposite_working > abs(held):
+        side = "long" if held > 0 else "short"
+        other = "short" if held > 0 else "long"
+        raise SideConflict(
+            f"The {symbol} position is {side} {abs(held)}"
+            + (f" with {opposite_working} already working against it" if opposite_working else "")
+            + f"; this order would add {other} exposure. Send it as a reverse, or at most "
+            f"{max(abs(held) - opposite_working, 0)} to reduce.",
+            field="quantity",
+        )

@@ -14,7 +14,7 @@ from accounts.selectors import User, accounts_visible_to
 from brokers.market_data import get_last_prices
 from brokers.models import Instrument
 from config.errors import NotFoundError
-from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, unrealized_pnl
+from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, PROTECTIVE_ROLES, unrealized_pnl
 from orders.models import Fill, Order, Position
 from risk.trading_day import trade_date_for
 
@@ -106,13 +106,28 @@ def accounts_with_positions() -> QuerySet[Position]:
 
 def liquidating_quantity(*, account_id: int, instrument_id: int, side: str) -> int:
     """Unfilled quantity of close/flatten orders already on their way for this position."""
-    rows = Order.objects.filter(
-        account_id=account_id,
-        instrument_id=instrument_id,
-        side=side,
-        status__in=OPEN_STATUSES,
-        source__in=LIQUIDATING_SOURCES,
-    ).values_list("quantity", "filled_quantity")
+    rows = (
+        Order.objects.filter(
+            account_id=account_id,
+            instrument_id=instrument_id,
+            side=side,
+            status__in=OPEN_STATUSES,
+            source__in=LIQUIDATING_SOURCES,
+        )
+        .exclude(role__in=PROTECTIVE_ROLES)  # a resting stop or target is not a close on its way
+        .values_list("quantity", "filled_quantity")
+    )
+    return sum(quantity - filled for quantity, filled in rows)
+
+
+def opposite_working_quantity(*, account_id: int, instrument_id: int, side: str) -> int:
+    """Unfilled quantity of orders on `side` that can trade now, other than protective legs
+    (a position's stop and target cover it; they never add exposure)."""
+    rows = (
+        Order.objects.filter(account_id=account_id, instrument_id=instrument_id, side=side, status__in=OPEN_STATUSES)
+        .exclude(role__in=PROTECTIVE_ROLES)
+        .values_list("quantity", "filled_quantity")
+    )
     return sum(quantity - filled for quantity, filled in rows)
 
 

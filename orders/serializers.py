@@ -63,14 +63,44 @@ class OrderSerializer(serializers.Serializer):
     source = serializers.CharField()
     reason = serializers.CharField()
     denials = serializers.JSONField()
+    group = serializers.IntegerField(source="group_id", allow_null=True)
+    role = serializers.CharField()
+    trail_amount = PriceField(allow_null=True)
+    position_effect = serializers.CharField()
+    pending_change = serializers.JSONField(help_text="A change sent to the broker and not yet confirmed.")
+    modifiable = serializers.BooleanField(source="is_modifiable")
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
     submitted_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
 
 
+class OrderGroupSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    side = serializers.CharField()
+    stop_loss_price = PriceField(allow_null=True)
+    stop_loss_ticks = serializers.IntegerField(allow_null=True)
+    take_profit_price = PriceField(allow_null=True)
+    take_profit_ticks = serializers.IntegerField(allow_null=True)
+    native_oco = serializers.BooleanField()
+    merged_into = serializers.IntegerField(source="merged_into_id", allow_null=True)
+    detail = serializers.CharField()
+    legs = OrderSerializer(many=True, source="legs_in_order")
+
+
 class OrderDetailSerializer(OrderSerializer):
     events = OrderEventSerializer(many=True, source="events.all")
+    group = serializers.SerializerMethodField(help_text="The bracket or OCO pair the order is part of, with its legs.")
+
+    @extend_schema_field(OrderGroupSerializer(allow_null=True))
+    def get_group(self, order: Any) -> dict[str, Any] | None:
+        if order.group_id is None:
+            return None
+        group = order.group
+        group.legs_in_order = list(group.legs.select_related("instrument", "created_by").order_by("pk"))
+        return OrderGroupSerializer(group).data
 
 
 class PositionSerializer(serializers.Serializer):

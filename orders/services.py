@@ -16,9 +16,7 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from django.conf import settings
@@ -30,34 +28,49 @@ from django.utils import timezone
 from accounts.models import TradingAccount
 from brokers import registry
 from brokers.errors import BrokerAuthError, BrokerError, BrokerRejected, BrokerUnavailable, OutcomeUnknown
-from brokers.interface import BrokerFill, BrokerOrder, OrderRequest, ReportedStatus
+from brokers.interface import BrokerFill, BrokerOrder, Capability, OrderRequest, ReportedStatus
+from brokers.market_data import get_last_price
 from brokers.models import BrokerConnection, Instrument
 from brokers.selectors import resolve_instrument
 from brokers.services import disable_connection
+from brokers.ticks import normalize_price
 from config.errors import ConflictError, DomainError
-from orders import tasks
+from orders import groups, plan_service, tasks
 from orders.domain import (
     AUTOMATED_SOURCES,
     CANCELABLE_STATUSES,
     LIQUIDATING_SOURCES,
+    MODIFIABLE_STATUSES,
+    PROTECTIVE_ROLES,
+    BracketSpec,
+    InvalidOrder,
     OrderEventType,
     OrderIntent,
+    OrderRole,
     OrderSide,
     OrderSource,
     OrderStatus,
     OrderType,
+    PositionEffect,
     PositionState,
     average_fill_price,
     can_transition,
+    check_bracket_sides,
+    check_position_effect,
+    check_protective_price,
+    level_price,
     position_after_fill,
     status_after_fill,
     status_for_report,
+    validate_level,
     validate_order_intent,
+    validate_price,
     validate_quantity,
 )
-from orders.models import Fill, Order, OrderEvent, Position
+from orders.events import move_order, record_event
+from orders.models import Fill, Order, OrderGroup, Position
 from orders.realtime import publish_fill_on_commit, publish_order_on_commit
-from orders.selectors import liquidating_quantity
+from orders.selectors import liquidating_quantity, opposite_working_quantity
 from risk import services as risk_services
 from risk.trading_day import trade_date_for
 
@@ -105,7 +118,7 @@ def new_client_order_id() -> str:
     return "pd-" + _b32(uuid.uuid4().bytes + uuid.uuid4().bytes)
 
 
-def request_fingerprint(*, account_id: int, intent: OrderIntent) -> str:
+def request_fingerprint(*, account_id: int, intent: OrderIntent, bracket: BracketSpec | None = None) -> str:
     fields = (
         account_id,
         intent.symbol,
@@ -115,57 +128,11 @@ def request_fingerprint(*, account_id: int, intent: OrderIntent) -> str:
         intent.time_in_force,
         intent.limit_price,
         intent.stop_price,
+        intent.trail_amount,
+        intent.position_effect,
+        bracket,
     )
     return hashlib.sha256(repr(fields).encode()).hexdigest()
-
-
-# -- Events -----------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _record(
-    order: Order,
-    event_type: OrderEventType,
-    *,
-    from_status: str = "",
-    to_status: str = "",
-    detail: str = "",
-    payload: Any = None,
-    actor: User | None = None,
-    occurred_at: datetime | None = None,
-) -> OrderEvent:
-    return OrderEvent.objects.create(
-        order=order,
-        type=event_type,
-        from_status=from_status,
-        to_status=to_status,
-        detail=detail[:500],
-        payload=_jsonable(payload) if payload is not None else {},
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        occurred_at=occurred_at or timezone.now(),
-    )
-
-
-def _move(order: Order, target: OrderStatus, event_type: OrderEventType, **event: Any) -> None:
-    """Transition, save and log one status change (caller holds the order's row lock)."""
-    previous = order.status
-    order.transition_to(target)
-    order.save()
-    _record(order, event_type, from_status=previous, to_status=target, **event)
-    publish_order_on_commit(order)
 
 
 # -- Placing orders ---------------------------------------------------------------------
@@ -205,19 +172,26 @@ def submit_order(
     source: OrderSource,
     created_by: User | None = None,
     client_order_id: str | None = None,
+    bracket: BracketSpec | None = None,
+    group: tuple[OrderGroup, OrderRole] | None = None,
 ) -> SubmitOutcome:
     """Validate, risk-check and store an order, then send it after commit.
 
     A denied order is stored as DENIED with its denials and never sent. Giving a deterministic
     `client_order_id` makes the call idempotent: the same id with the same request returns the
-    first order, with a different request raises IdempotencyConflict.
+    first order, with a different request raises IdempotencyConflict. With `bracket`, the
+    stop loss and take profit are stored with it, held until it fills (orders.groups).
     """
     instrument = resolve_instrument(intent.symbol)
     intent = validate_order_intent(
         replace(intent, symbol=instrument.symbol, is_automated=source in AUTOMATED_SOURCES),
         tick_size=instrument.tick_size,
     )
-    fingerprint = request_fingerprint(account_id=account.pk, intent=intent)
+    if bracket is not None:
+        bracket, intent = _checked_bracket(intent, bracket, instrument)
+    if intent.order_type == OrderType.TRAILING_STOP:
+        intent = _with_trailing_start(intent, instrument)
+    fingerprint = request_fingerprint(account_id=account.pk, intent=intent, bracket=bracket)
     if client_order_id and (existing := _replay(client_order_id, fingerprint)):
         return SubmitOutcome(existing, created=False)
     _check_connection_ready(account.broker_connection)
@@ -227,31 +201,31 @@ def submit_order(
             # The row lock makes pre-trade checks of one account run one at a time, so two
             # orders cannot both pass a check that only one of them should.
             locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
+            if not intent.is_liquidation:
+                _check_position_effect(locked, intent, instrument)
             denials = risk_services.check_pre_trade(account=locked, intent=intent, instrument=instrument)
-            order = Order(
-                client_order_id=client_order_id or new_client_order_id(),
-                account=locked,
-                instrument=instrument,
-                side=intent.side,
-                quantity=intent.quantity,
-                order_type=intent.order_type,
-                limit_price=intent.limit_price,
-                stop_price=intent.stop_price,
-                time_in_force=intent.time_in_force,
+            order = _new_order(
+                locked,
+                instrument,
+                intent,
                 source=source,
-                created_by=created_by if created_by is not None and created_by.is_authenticated else None,
-                request_fingerprint=fingerprint,
-                status=OrderStatus.NEW,
+                created_by=created_by,
+                client_order_id=client_order_id,
+                fingerprint=fingerprint,
             )
+            if group is not None:
+                order.group, order.role = group
             order.save()
-            _record(
+            record_event(
                 order, OrderEventType.CREATED, to_status=OrderStatus.NEW, actor=created_by, payload={"source": source}
             )
             if denials:
                 order.denials = [d.as_dict() for d in denials]
                 order.reason = " ".join(d.detail for d in denials)[:500]
-                _move(order, OrderStatus.DENIED, OrderEventType.DENIED, detail=order.reason, payload=order.denials)
+                move_order(order, OrderStatus.DENIED, OrderEventType.DENIED, detail=order.reason, payload=order.denials)
             else:
+                if bracket is not None:
+                    groups.attach_bracket(entry=order, spec=bracket, created_by=created_by)
                 # On-commit callbacks run in order: the send goes first, the live update after it.
                 tasks.send_order_to_broker_task.delay_on_commit(order.pk)
                 publish_order_on_commit(order)
@@ -263,20 +237,121 @@ def submit_order(
     return SubmitOutcome(order, created=True)
 
 
+def _new_order(
+    account: TradingAccount,
+    instrument: Instrument,
+    intent: OrderIntent,
+    *,
+    source: OrderSource,
+    created_by: User | None,
+    fingerprint: str,
+    client_order_id: str | None = None,
+) -> Order:
+    """The NEW order row for a validated intent (not saved)."""
+    return Order(
+        client_order_id=client_order_id or new_client_order_id(),
+        account=account,
+        instrument=instrument,
+        side=intent.side,
+        quantity=intent.quantity,
+        order_type=intent.order_type,
+        limit_price=intent.limit_price,
+        stop_price=intent.stop_price,
+        trail_amount=intent.trail_amount,
+        position_effect=intent.position_effect,
+        time_in_force=intent.time_in_force,
+        source=source,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        request_fingerprint=fingerprint,
+        status=OrderStatus.NEW,
+    )
+
+
+def _checked_bracket(
+    intent: OrderIntent, bracket: BracketSpec, instrument: Instrument
+) -> tuple[BracketSpec, OrderIntent]:
+    """Levels on the grid and on the right sides of the entry; the intent learns its stop (for
+    the worst-case loss check: a tick offset is counted from the entry's price as known now)."""
+    if bracket.stop_loss is None and bracket.take_profit is None:
+        raise InvalidOrder("A bracket needs a stop loss, a take profit or both.", code="empty_bracket")
+    if intent.position_effect != PositionEffect.AUTO or intent.order_type == OrderType.TRAILING_STOP:
+        raise InvalidOrder(
+            "A bracket goes with an entry that opens or adds to a position (a market, limit, stop or stop-limit "
+            "order, not reduce-only or reverse).",
+            code="bracket_entry_invalid",
+        )
+    tick = instrument.tick_size
+    bracket = BracketSpec(
+        stop_loss=validate_level(bracket.stop_loss, tick_size=tick, field="stop_loss") if bracket.stop_loss else None,
+        take_profit=validate_level(bracket.take_profit, tick_size=tick, field="take_profit")
+        if bracket.take_profit
+        else None,
+    )
+    reference = intent.limit_price or intent.stop_price or get_last_price(instrument.symbol)
+    check_bracket_sides(
+        entry_side=intent.side,
+        reference=reference,
+        stop_loss=bracket.stop_loss.price if bracket.stop_loss else None,
+        take_profit=bracket.take_profit.price if bracket.take_profit else None,
+    )
+    stop = None
+    if bracket.stop_loss is not None and (bracket.stop_loss.price is not None or reference is not None):
+        stop = level_price(
+            bracket.stop_loss, entry_side=intent.side, anchor=reference or Decimal(0), tick_size=tick, is_stop=True
+        )
+    return bracket, replace(intent, stop_loss=stop)
+
+
+def _with_trailing_start(intent: OrderIntent, instrument: Instrument) -> OrderIntent:
+    """A trailing stop starts `trail_amount` behind the last price."""
+    market = get_last_price(instrument.symbol)
+    if market is None:
+        raise InvalidOrder(
+            f"No {instrument.symbol} price yet to start a trailing stop from; try again when it trades.",
+            code="no_market_price",
+        )
+    assert intent.trail_amount is not None
+    stop = market - intent.trail_amount if intent.side == OrderSide.SELL else market + intent.trail_amount
+    if stop <= 0:
+        raise InvalidOrder("The trail amount is larger than the price.", code="invalid_price", field="trail_amount")
+    return replace(intent, stop_price=normalize_price(stop, instrument.tick_size))
+
+
+def _check_position_effect(account: TradingAccount, intent: OrderIntent, instrument: Instrument) -> None:
+    """Orders never mix sides in a position's context (see orders.domain.check_position_effect)."""
+    position = Position.objects.filter(account=account, instrument=instrument).first()
+    held = position.quantity if position else 0
+    if held == 0 and intent.position_effect == PositionEffect.AUTO:
+        return
+    against = OrderSide.SELL if held > 0 else OrderSide.BUY
+    check_position_effect(
+        held=held,
+        opposite_working=opposite_working_quantity(account_id=account.pk, instrument_id=instrument.pk, side=against),
+        signed_quantity=intent.signed_quantity,
+        effect=intent.position_effect,
+        symbol=instrument.symbol,
+    )
+
+
 # -- Sending to the broker ----------------------------------------------------------------
 
 
-def _order_request(order: Order) -> OrderRequest:
+def _order_request(order: Order, *, native_trailing: bool) -> OrderRequest:
+    """The order as the broker gets it. A trailing stop at a broker without them goes out as a
+    plain stop at its current level, which orders.trailing then moves."""
+    trailing = order.order_type == OrderType.TRAILING_STOP
     return OrderRequest(
         account_ref=order.account.broker_account_id,
         client_order_id=order.client_order_id,
         symbol=order.instrument.symbol,
         side=order.side,
         quantity=order.quantity,
-        order_type=order.order_type,
+        order_type=OrderType.STOP if trailing and not native_trailing else order.order_type,
         time_in_force=order.time_in_force,
         limit_price=order.limit_price,
         stop_price=order.stop_price,
+        trail_amount=order.trail_amount if trailing and native_trailing else None,
+        oco_group=groups.oco_link(order),
     )
 
 
@@ -291,7 +366,7 @@ def _claim_for_sending(order_id: int) -> Order | None:
             return None
         order = Order.objects.select_related("account__broker_connection", "instrument").get(pk=order_id)
         # No live update yet: the broker's answer, a moment later, publishes the order.
-        _record(order, OrderEventType.SUBMITTED, from_status=OrderStatus.NEW, to_status=OrderStatus.SUBMITTED)
+        record_event(order, OrderEventType.SUBMITTED, from_status=OrderStatus.NEW, to_status=OrderStatus.SUBMITTED)
     return order
 
 
@@ -300,12 +375,12 @@ def _reject_unresolved(order_id: int, reason: str, *, payload: Any = None) -> No
         order = Order.objects.locked().get(pk=order_id)
         if can_transition(OrderStatus(order.status), OrderStatus.REJECTED):
             order.reason = reason[:500]
-            _move(order, OrderStatus.REJECTED, OrderEventType.REJECTED, detail=reason, payload=payload)
+            move_order(order, OrderStatus.REJECTED, OrderEventType.REJECTED, detail=reason, payload=payload)
 
 
 def _note(order_id: int, event_type: OrderEventType, detail: str) -> None:
     order = Order.objects.get(pk=order_id)
-    _record(order, event_type, detail=detail)
+    record_event(order, event_type, detail=detail)
 
 
 def send_order_to_broker(*, order_id: int) -> None:
@@ -313,7 +388,8 @@ def send_order_to_broker(*, order_id: int) -> None:
     if order is None:
         return  # already sent by another worker, or cancelled before it went out
     connection = order.account.broker_connection
-    request = _order_request(order)
+    adapter = registry.get_adapter(connection)
+    request = _order_request(order, native_trailing=Capability.TRAILING_STOP in adapter.capabilities)
     answer: BrokerOrder | None = None
     unavailable: BrokerUnavailable | None = None
     for delay in (0.0, *SEND_RETRY_DELAYS):
@@ -322,7 +398,7 @@ def send_order_to_broker(*, order_id: int) -> None:
                 break
             time.sleep(max(delay, unavailable.retry_after or 0))
         try:
-            answer = registry.get_adapter(connection).submit_order(request)
+            answer = adapter.submit_order(request)
             break
         except BrokerUnavailable as exc:
             unavailable = exc
@@ -357,26 +433,112 @@ _EVENT_FOR_STATUS = {
 }
 
 
+def _order_for_report(account: TradingAccount, *, client_order_id: str | None, broker_order_id: str) -> Order | None:
+    """Our order a broker report is about (locked): by our client id, else by the broker's id
+    (orders adopted from outside propdesk have no client id of ours at the broker)."""
+    orders = Order.objects.locked().filter(account=account)
+    if client_order_id and (order := orders.filter(client_order_id=client_order_id).first()):
+        return order
+    return orders.filter(broker_order_id=broker_order_id).first() if broker_order_id else None
+
+
+def _adopt_external(account: TradingAccount, report: BrokerOrder | BrokerFill) -> Order | None:
+    """An order placed outside propdesk (the broker's own platform): record it as ours to know
+    about, source EXTERNAL, so its fills move our position exactly as the broker's did."""
+    try:
+        instrument = resolve_instrument(report.symbol)
+    except DomainError:
+        logger.warning("Report on %s for %s, which propdesk does not list; not adopted", account, report.symbol)
+        return None
+    is_order = isinstance(report, BrokerOrder)
+    order = Order.objects.create(
+        client_order_id=client_order_id_for(
+            scope=f"external:{account.broker_connection_id}:{account.broker_account_id}", key=report.broker_order_id
+        ),
+        account=account,
+        instrument=instrument,
+        side=report.side,
+        quantity=report.quantity,
+        order_type=report.order_type if is_order else OrderType.MARKET,
+        limit_price=report.limit_price if is_order else None,
+        stop_price=report.stop_price if is_order else None,
+        status=OrderStatus.ACCEPTED,
+        broker_order_id=report.broker_order_id,
+        source=OrderSource.EXTERNAL,
+        submitted_at=report.occurred_at,
+    )
+    record_event(
+        order,
+        OrderEventType.ADOPTED,
+        to_status=OrderStatus.ACCEPTED,
+        detail="Placed outside propdesk; adopted from the broker's reports.",
+        payload=asdict(report),
+        occurred_at=report.occurred_at,
+    )
+    publish_order_on_commit(order)
+    return order
+
+
+def _take_reported_terms(order: Order, report: BrokerOrder) -> list[str]:
+    """The broker's quantity and prices are the truth: take them from a report newer than the
+    last one applied. Returns what changed (for the event)."""
+    if order.broker_updated_at is not None and report.occurred_at < order.broker_updated_at:
+        return []
+    order.broker_updated_at = report.occurred_at
+    changed = []
+    for field, value in (
+        ("quantity", report.quantity),
+        ("limit_price", report.limit_price),
+        ("stop_price", report.stop_price),
+    ):
+        if value is not None and value != getattr(order, field):
+            changed.append(f"{field.replace('_', ' ')} {getattr(order, field)} -> {value}")
+            setattr(order, field, value)
+    return changed
+
+
+def _change_satisfied(order: Order) -> bool:
+    wanted = order.pending_change
+    return all(
+        str(getattr(order, field)) == str(value)
+        if field == "quantity"
+        else Decimal(str(value)) == getattr(order, field)
+        for field, value in wanted.items()
+        if field in ("quantity", "limit_price", "stop_price")
+    )
+
+
 def _apply_order_report(*, account: TradingAccount, report: BrokerOrder) -> Order | None:
     """Apply one status report. Call only from apply_broker_reports (it holds the account lock)."""
-    if not report.client_order_id:
-        logger.warning("Order %s on %s was placed outside propdesk; not adopted yet", report.broker_order_id, account)
-        return None
-    order = Order.objects.locked().filter(account=account, client_order_id=report.client_order_id).first()
+    order = _order_for_report(account, client_order_id=report.client_order_id, broker_order_id=report.broker_order_id)
     if order is None:
-        logger.warning("Report for unknown client order id %s on %s", report.client_order_id, account)
-        return None
-    new_broker_id = not order.broker_order_id
-    if new_broker_id:
+        if report.status not in (ReportedStatus.WORKING, ReportedStatus.PARTIALLY_FILLED):
+            return None  # an outside order that is already over: nothing of it to manage
+        order = _adopt_external(account, report)
+        if order is None:
+            return None
+    if not order.broker_order_id:
         order.broker_order_id = report.broker_order_id
+    changed = _take_reported_terms(order, report)
+    if order.pending_change and _change_satisfied(order):
+        record_event(
+            order, OrderEventType.MODIFIED, detail="Confirmed by the broker: " + "; ".join(changed or ["as asked"])
+        )
+        order.pending_change = {}
+    elif changed:
+        record_event(order, OrderEventType.MODIFIED, detail="Reported by the broker: " + "; ".join(changed))
     target = status_for_report(OrderStatus(order.status), report.status)
     if target is None:
-        if new_broker_id:
-            order.save(update_fields=["broker_order_id", "updated_at"])
+        order.save()
+        if changed:
+            publish_order_on_commit(order)
         return order
     if target in (OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
         order.reason = report.reason[:500]
-    _move(
+        if order.pending_change:
+            record_event(order, OrderEventType.MODIFY_REJECTED, detail=f"The order is {target} at the broker.")
+            order.pending_change = {}
+    move_order(
         order,
         target,
         _EVENT_FOR_STATUS[target],
@@ -384,6 +546,8 @@ def _apply_order_report(*, account: TradingAccount, report: BrokerOrder) -> Orde
         payload=asdict(report),
         occurred_at=report.occurred_at,
     )
+    if target == OrderStatus.ACCEPTED and order.order_type == OrderType.TRAILING_STOP:
+        plan_service.drop_band(order.instrument.symbol)  # an emulated trail follows from the next price on
     return order
 
 
@@ -393,17 +557,13 @@ def _apply_fill(*, account: TradingAccount, fill: BrokerFill) -> Fill | None:
     Call only from apply_broker_reports: it holds the account's row lock, which serializes every
     write to the account's fills, positions and balance.
     """
-    if not fill.client_order_id:
-        logger.warning(
-            "Fill %s on %s belongs to an order placed outside propdesk; not adopted yet", fill.fill_id, account
-        )
-        return None
-    order = Order.objects.locked().filter(account=account, client_order_id=fill.client_order_id).first()
-    if order is None:
-        logger.warning("Fill %s for unknown client order id %s on %s", fill.fill_id, fill.client_order_id, account)
-        return None
     if Fill.objects.filter(account=account, broker_fill_id=fill.fill_id).exists():
         return None
+    order = _order_for_report(account, client_order_id=fill.client_order_id, broker_order_id=fill.broker_order_id)
+    if order is None:
+        order = _adopt_external(account, fill)
+        if order is None:
+            return None
     instrument: Instrument = order.instrument
     position, _ = Position.objects.get_or_create(account=account, instrument=instrument)
     state, realized = position_after_fill(
@@ -455,7 +615,7 @@ def _apply_fill(*, account: TradingAccount, fill: BrokerFill) -> Fill | None:
         # the position, but the contradiction is kept on record.
         detail += f" (fill on an order that was {previous})"
     order.save()
-    _record(
+    record_event(
         order,
         OrderEventType.FILL,
         from_status=previous,
@@ -483,7 +643,7 @@ def apply_broker_reports(*, connection_id: int, reports: list[BrokerOrder | Brok
     for ref in dict.fromkeys(report.account_ref for report in reports):
         mine = [report for report in reports if report.account_ref == ref]
         fills = [report for report in mine if isinstance(report, BrokerFill)]
-        filled_orders = {fill.client_order_id for fill in fills}
+        filled_orders = {fill.client_order_id for fill in fills if fill.client_order_id}
         newest = {r.client_order_id or r.broker_order_id: r for r in mine if isinstance(r, BrokerOrder)}
         with transaction.atomic():
             account = (
@@ -496,13 +656,20 @@ def apply_broker_reports(*, connection_id: int, reports: list[BrokerOrder | Brok
                     "Reports for account %s, which no propdesk account on connection %s uses", ref, connection_id
                 )
                 continue
+            touched: set[int] = set()  # instruments whose positions or grouped orders changed
             for fill in fills:
                 if done := _apply_fill(account=account, fill=fill):
                     applied.append(done)
+                    touched.add(done.instrument_id)
             for report in newest.values():
                 if report.status in _FILL_PROGRESS and report.client_order_id in filled_orders:
                     continue  # the fills just applied already moved the order further
-                _apply_order_report(account=account, report=report)
+                order = _apply_order_report(account=account, report=report)
+                if order is not None and order.group_id:
+                    touched.add(order.instrument_id)
+            if touched:
+                groups.sync_groups(account=account, instrument_ids=touched)
+                plan_service.start_default_plans(account=account, instrument_ids=touched)
     return applied
 
 
@@ -515,8 +682,12 @@ def ingest_broker_events(*, connection_id: int, events: list[dict[str, Any]]) ->
 # -- Cancelling ------------------------------------------------------------------------------
 
 
-def request_cancel(*, order: Order, actor: User | None = None) -> Order:
+def request_cancel(*, order: Order, actor: User | None = None, sync: bool = True) -> Order:
+    """Cancel an order: at once if the broker does not have it yet, else through the broker.
+    (`sync=False` is for orders.groups, which is already bringing the group in line.)"""
     with transaction.atomic():
+        if sync and order.group_id:
+            TradingAccount.objects.select_for_update().get(pk=order.account_id)  # lock order: account first
         order = Order.objects.locked().get(pk=order.pk)
         if order.status == OrderStatus.PENDING_CANCEL:
             return order
@@ -524,11 +695,13 @@ def request_cancel(*, order: Order, actor: User | None = None) -> Order:
             raise OrderNotCancelable(
                 f"The order is {order.get_status_display().lower()}; only working orders can be cancelled."
             )
-        if order.status == OrderStatus.NEW:
+        if order.status in (OrderStatus.NEW, OrderStatus.HELD):
             order.reason = "Canceled before it was sent."
-            _move(order, OrderStatus.CANCELED, OrderEventType.CANCELED, detail=order.reason, actor=actor)
+            move_order(order, OrderStatus.CANCELED, OrderEventType.CANCELED, detail=order.reason, actor=actor)
+            if sync and order.group_id:
+                groups.sync_groups(account=order.account, instrument_ids={order.instrument_id})
             return order
-        _move(order, OrderStatus.PENDING_CANCEL, OrderEventType.CANCEL_REQUESTED, actor=actor)
+        move_order(order, OrderStatus.PENDING_CANCEL, OrderEventType.CANCEL_REQUESTED, actor=actor)
         tasks.send_cancel_to_broker_task.delay_on_commit(order.pk)
         return order
 
@@ -551,6 +724,160 @@ def send_cancel_to_broker(*, order_id: int) -> None:
         tasks.reconcile_order_task.apply_async((order_id,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
         return
     apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[report])
+
+
+# -- Changing a working order ---------------------------------------------------------------
+
+
+class OrderNotModifiable(ConflictError):
+    code = "order_not_modifiable"
+
+
+class ChangePending(ConflictError):
+    code = "modify_pending"
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    quantity: int | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in asdict(self).items() if v is not None}
+
+
+def _validated_change(order: Order, change: OrderChange, *, managed_quantity: bool) -> OrderChange:
+    if change == OrderChange():
+        raise DomainError("Give a new quantity, limit price or stop price.", code="nothing_to_change")
+    tick = order.instrument.tick_size
+    prices: dict[str, Decimal] = {}
+    for field, value, allowed in (
+        ("limit_price", change.limit_price, (OrderType.LIMIT, OrderType.STOP_LIMIT)),
+        ("stop_price", change.stop_price, (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)),
+    ):
+        if value is None:
+            continue
+        if order.order_type not in allowed:
+            raise InvalidOrder(
+                f"A {order.get_order_type_display().lower()} order has no {field.replace('_', ' ')}.",
+                code="unexpected_price",
+                field=field,
+            )
+        prices[field] = validate_price(value, tick_size=tick, field=field)
+    if change.quantity is not None:
+        validate_quantity(change.quantity)
+        if managed_quantity:
+            raise InvalidOrder(
+                "A stop loss or take profit always covers the position: its quantity follows the position.",
+                code="leg_quantity_managed",
+                field="quantity",
+            )
+        if change.quantity <= order.filled_quantity:
+            raise InvalidOrder(
+                f"quantity must be above the {order.filled_quantity} already filled.",
+                code="invalid_quantity",
+                field="quantity",
+            )
+    return OrderChange(quantity=change.quantity, **prices)
+
+
+def modify_order(
+    *, order: Order, change: OrderChange, actor: User | None = None, managed: bool = False, detail: str = ""
+) -> Order:
+    """Change a working order's quantity and/or prices through the broker's modify.
+
+    Our record changes only when the broker confirms (its report carries the new terms); until
+    then the wanted change waits in `pending_change` and a second change is refused. An order
+    the broker does not have yet (held or not yet sent) changes at once. `managed` is for our
+    own callers (group sizing, plans), which may set a protective leg's quantity.
+    """
+    with transaction.atomic():
+        order = Order.objects.locked().get(pk=order.pk)
+        wanted = _validated_change(order, change, managed_quantity=order.role in PROTECTIVE_ROLES and not managed)
+        if order.role in PROTECTIVE_ROLES and (price := wanted.stop_price or wanted.limit_price) is not None:
+            held = Position.objects.filter(account_id=order.account_id, instrument_id=order.instrument_id).first()
+            check_protective_price(
+                position_quantity=held.quantity if held else 0,
+                role=order.role,
+                price=price,
+                market=get_last_price(order.instrument.symbol),
+            )
+        if order.pending_change:
+            raise ChangePending("A change of this order is waiting for the broker's answer; try again when it is done.")
+        if order.status not in MODIFIABLE_STATUSES:
+            word = "on its way to the broker" if order.status == OrderStatus.SUBMITTED else order.get_status_display()
+            raise OrderNotModifiable(f"The order is {str(word).lower()}; only working orders can be changed.")
+        terms = wanted.as_dict()
+        if order.status in (OrderStatus.HELD, OrderStatus.NEW):
+            before = {field: str(getattr(order, field)) for field in terms}
+            for field, value in asdict(wanted).items():
+                if value is not None:
+                    setattr(order, field, value)
+            order.save()
+            record_event(
+                order,
+                OrderEventType.MODIFIED,
+                detail=detail or "Changed before it was sent.",
+                payload={"from": before, "to": terms},
+                actor=actor,
+            )
+            publish_order_on_commit(order)
+            return order
+        order.pending_change = {**terms, "requested_at": timezone.now().isoformat()}
+        order.save(update_fields=["pending_change", "updated_at"])
+        record_event(order, OrderEventType.MODIFY_REQUESTED, detail=detail, payload=terms, actor=actor)
+        publish_order_on_commit(order)
+        tasks.send_modify_to_broker_task.delay_on_commit(order.pk)
+    return order
+
+
+def _drop_change(order_id: int, reason: str) -> None:
+    """The broker refused (or never got) the change: ours stays as it was, and says why."""
+    with transaction.atomic():
+        order = Order.objects.locked().get(pk=order_id)
+        if not order.pending_change:
+            return
+        record_event(order, OrderEventType.MODIFY_REJECTED, detail=reason, payload=order.pending_change)
+        order.pending_change = {}
+        order.save(update_fields=["pending_change", "updated_at"])
+        publish_order_on_commit(order)
+        if order.group_id:
+            groups.sync_groups(account=order.account, instrument_ids={order.instrument_id})
+
+
+def send_modify_to_broker(*, order_id: int) -> None:
+    order = Order.objects.select_related("account__broker_connection", "instrument").get(pk=order_id)
+    if not order.pending_change:
+        return
+    wanted = order.pending_change
+    adapter = registry.get_adapter(order.account.broker_connection)
+    answer: BrokerOrder | None = None
+    for delay in (0.0, *SEND_RETRY_DELAYS):
+        time.sleep(delay)
+        try:
+            answer = adapter.modify_order(
+                account_ref=order.account.broker_account_id,
+                client_order_id=order.client_order_id,
+                quantity=wanted.get("quantity"),
+                limit_price=Decimal(wanted["limit_price"]) if "limit_price" in wanted else None,
+                stop_price=Decimal(wanted["stop_price"]) if "stop_price" in wanted else None,
+            )
+            break
+        except BrokerUnavailable as exc:
+            record_event(order, OrderEventType.BROKER_UNAVAILABLE, detail=f"Change: {exc.message}")
+        except BrokerRejected as exc:
+            _drop_change(order_id, f"Refused by the broker: {exc.message}")
+            return
+        except BrokerError as exc:
+            # It may have been applied: never send it again; ask the broker what the order is now.
+            record_event(order, OrderEventType.OUTCOME_UNKNOWN, detail=f"Change: {exc.message} Reconciling.")
+            tasks.reconcile_order_task.apply_async((order_id,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
+            return
+    if answer is None:
+        _drop_change(order_id, "Broker unreachable: the change was not sent; the order stands as it was.")
+        return
+    apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[answer])
 
 
 # -- Closing and flattening ---------------------------------------------------------------------
@@ -616,38 +943,114 @@ def flatten_account(
 ) -> FlattenResult:
     """Cancel every working order and close every position (market orders, normal order path);
     with `instrument_ids`, only those instruments (e.g. a product past its early close)."""
-    canceled, closing = [], []
+    return flatten_accounts(accounts=[account], source=source, actor=actor, instrument_ids=instrument_ids)[account.pk]
+
+
+def flatten_accounts(
+    *,
+    accounts: list[TradingAccount],
+    source: OrderSource,
+    actor: User | None = None,
+    instrument_ids: set[int] | None = None,
+) -> dict[int, FlattenResult]:
+    """Flatten many accounts in one transaction: risk enforcement after a price move that
+    breached many at once, where one close order after the other would take too long.
+
+    The accounts are locked in id order (so two batches cannot deadlock) and the close orders
+    inserted together; each is the order close_position would place (same validation,
+    pre-trade check, CREATED event, sent after commit), for what is not already being closed.
+    Raises BrokerNotReady, before anything is written, when an account's connection cannot
+    take orders.
+    """
+    ids = sorted({a.pk for a in accounts})
+    results = {account_id: FlattenResult(canceled=[], closing=[]) for account_id in ids}
     with transaction.atomic():
-        TradingAccount.objects.select_for_update().get(pk=account.pk)
-        working = Order.objects.filter(account=account, status__in=CANCELABLE_STATUSES).exclude(
-            source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET
+        locked = {
+            a.pk: a
+            for a in TradingAccount.objects.select_for_update(of=("self",))
+            .select_related("broker_connection")
+            .filter(pk__in=ids)
+            .order_by("pk")
+        }
+        for account in locked.values():
+            _check_connection_ready(account.broker_connection)
+        working = (
+            Order.objects.filter(account_id__in=ids, status__in=CANCELABLE_STATUSES)
+            .exclude(source__in=LIQUIDATING_SOURCES, order_type=OrderType.MARKET)
+            .order_by("account_id", "pk")
         )
-        positions = Position.objects.open().filter(account=account)
+        positions = Position.objects.open().filter(account_id__in=ids).select_related("instrument")
         if instrument_ids is not None:
             working = working.filter(instrument_id__in=instrument_ids)
             positions = positions.filter(instrument_id__in=instrument_ids)
         for order in working:
-            canceled.append(request_cancel(order=order, actor=actor))
-        for position in positions:
-            try:
-                closing.append(close_position(position=position, actor=actor, source=source))
-            except NothingToClose:
+            results[order.account_id].canceled.append(request_cancel(order=order, actor=actor))
+        # What liquidating_quantity counts, for all the accounts in one query.
+        in_flight: dict[tuple[int, int, str], int] = {}
+        for account_id, instrument_id, side, quantity, filled in (
+            Order.objects.open()
+            .filter(account_id__in=ids, source__in=LIQUIDATING_SOURCES)
+            .exclude(role__in=PROTECTIVE_ROLES)
+            .values_list("account_id", "instrument_id", "side", "quantity", "filled_quantity")
+        ):
+            key = (account_id, instrument_id, side)
+            in_flight[key] = in_flight.get(key, 0) + quantity - filled
+        closing: list[Order] = []
+        for position in positions.order_by("account_id", "pk"):
+            account, instrument = locked[position.account_id], position.instrument
+            side = OrderSide.SELL if position.quantity > 0 else OrderSide.BUY
+            left = abs(position.quantity) - in_flight.get((account.pk, instrument.pk, side), 0)
+            if left <= 0:
+                continue  # closes for all of it are already working
+            intent = validate_order_intent(
+                OrderIntent(
+                    symbol=instrument.symbol,
+                    side=side,
+                    quantity=left,
+                    order_type=OrderType.MARKET,
+                    is_liquidation=True,
+                    is_automated=source in AUTOMATED_SOURCES,
+                ),
+                tick_size=instrument.tick_size,
+            )
+            if risk_services.check_pre_trade(account=account, intent=intent, instrument=instrument):
+                # Closes pass every pre-trade rule by design; were one ever denied, the normal
+                # path stores it as DENIED with its reasons.
+                results[account.pk].closing.append(
+                    submit_order(account=account, intent=intent, source=source, created_by=actor).order
+                )
                 continue
-    return FlattenResult(canceled=canceled, closing=closing)
+            fingerprint = request_fingerprint(account_id=account.pk, intent=intent)
+            closing.append(
+                _new_order(account, instrument, intent, source=source, created_by=actor, fingerprint=fingerprint)
+            )
+        Order.objects.bulk_create(closing)
+        for order in closing:
+            record_event(
+                order, OrderEventType.CREATED, to_status=OrderStatus.NEW, actor=actor, payload={"source": source}
+            )
+            results[order.account_id].closing.append(order)
+        # On-commit callbacks run in order: every send goes out before the first live update.
+        for order in closing:
+            tasks.send_order_to_broker_task.delay_on_commit(order.pk)
+        for order in closing:
+            publish_order_on_commit(order)
+    return results
 
 
 # -- Reconciliation ------------------------------------------------------------------------------
 
 
+# Orders the broker should know about: sent, and not over as far as we know.
+RECONCILABLE_STATUSES = frozenset(
+    {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL}
+)
+
+
 def reconcile_order(*, order_id: int, cancel_refused: bool = False) -> None:
     """Ask the broker about one order by client id and bring ours in line (fills first)."""
     order = Order.objects.select_related("account__broker_connection").get(pk=order_id)
-    if order.status not in (
-        OrderStatus.SUBMITTED,
-        OrderStatus.ACCEPTED,
-        OrderStatus.PARTIALLY_FILLED,
-        OrderStatus.PENDING_CANCEL,
-    ):
+    if order.status not in RECONCILABLE_STATUSES:
         return
     account = order.account
     adapter = registry.get_adapter(account.broker_connection)
@@ -656,21 +1059,37 @@ def reconcile_order(*, order_id: int, cancel_refused: bool = False) -> None:
     except BrokerError as exc:
         logger.info("Reconcile of %s deferred: %s", order.client_order_id, exc.message)
         return
+    bring_order_in_line(order_id=order_id, report=report, cancel_refused=cancel_refused)
+
+
+def bring_order_in_line(*, order_id: int, report: BrokerOrder | None, cancel_refused: bool = False) -> list[Fill]:
+    """Bring one order in line with `report`, what the broker just said of it by client id (None:
+    it has no record), fetching the fills it counts that we lack. Returns the fills applied.
+
+    A submission the broker never heard of is rejected once ORDER_LOST_AFTER has passed (never
+    resent); an acknowledged order it no longer knows is left to account reconciliation, which
+    also sees the broker's list of working orders (orders.reconciliation).
+    """
+    order = Order.objects.select_related("account__broker_connection").get(pk=order_id)
+    if order.status not in RECONCILABLE_STATUSES:
+        return []
+    account = order.account
     if report is None:
         lost_before = timezone.now() - settings.ORDER_LOST_AFTER
         if order.status == OrderStatus.SUBMITTED and order.submitted_at and order.submitted_at < lost_before:
             _reject_unresolved(order_id, "The broker has no record of this order: it never arrived. It was not resent.")
-        return
+        return []
     was_unresolved = order.status == OrderStatus.SUBMITTED
     fills: list[BrokerFill] = []
     if report.filled_quantity > order.filled_quantity:
         since = (order.submitted_at or order.created_at) - settings.ORDER_LOST_AFTER
+        adapter = registry.get_adapter(account.broker_connection)
         fills = [
             fill
             for fill in adapter.list_fills(account_ref=account.broker_account_id, since=since)
             if fill.client_order_id == order.client_order_id
         ]
-    apply_broker_reports(connection_id=account.broker_connection_id, reports=[*fills, report])
+    applied = apply_broker_reports(connection_id=account.broker_connection_id, reports=[*fills, report])
     with transaction.atomic():
         order = Order.objects.locked().get(pk=order_id)
         if (
@@ -679,11 +1098,15 @@ def reconcile_order(*, order_id: int, cancel_refused: bool = False) -> None:
             and cancel_refused
         ):
             back = OrderStatus.PARTIALLY_FILLED if order.filled_quantity else OrderStatus.ACCEPTED
-            _move(order, back, OrderEventType.STATUS_CHANGED, detail="The broker kept the order working.")
+            move_order(order, back, OrderEventType.STATUS_CHANGED, detail="The broker kept the order working.")
         if was_unresolved:
-            _record(
+            record_event(
                 order, OrderEventType.RECONCILED, detail=f"Broker reports it {report.status}.", payload=asdict(report)
             )
+    if order.pending_change:
+        # The broker's terms were just applied: a change still pending was not made.
+        _drop_change(order_id, "The broker reports the order unchanged: the change did not reach it.")
+    return applied
 
 
 def reconcile_unresolved_orders() -> int:

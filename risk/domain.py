@@ -69,6 +69,7 @@ class RiskRule(TextChoices):
     PRODUCT = "product", "Allowed products"
     WORST_CASE_LOSS = "worst_case_loss", "Worst-case loss"
     AUTOMATION = "automation", "Automation allowed"
+    RECONCILIATION = "reconciliation", "Reconciled with the broker"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ from risk.models import AccountDay, AccountRiskState, Violation
 from risk.selectors import (
     RiskAssessment,
     accounts_for_assessment,
-    assess_account,
     assess_accounts,
     early_closes,
     effective_rules_for,
@@ -99,12 +98,13 @@ def monitor_accounts(account_ids: list[int] | None = None, *, for_display: bool 
     assessments = assess_accounts(accounts)
     _persist_high_marks(assessments)
     result = MonitorResult(assessments=assessments)
-    for assessment in assessments:
-        if assessment.breaches:
-            found = enforce_breaches(account_id=assessment.account.pk)
-            if found:
-                result.breached.append(assessment.account.pk)
-                result.violations.extend(found)
+    breached = [a.account.pk for a in assessments if a.breaches]
+    if breached:
+        found = enforce_all_breaches(account_ids=breached)
+        for account_id in breached:
+            if found.get(account_id):
+                result.breached.append(account_id)
+                result.violations.extend(found[account_id])
     return result
 
 
@@ -165,49 +165,143 @@ def _record_violation(
 
 def enforce_breaches(*, account_id: int) -> list[Violation]:
     """Act on every limit the account is through, once: record, flatten, block or fail."""
-    with transaction.atomic():
-        account = accounts_for_assessment().select_for_update(of=("self",)).get(pk=account_id)
-        if account.status != AccountStatus.ACTIVE:
-            return []
-        assessment = assess_account(account)  # again, under the lock: the truth now
-        today = assessment.valuation.trade_date
-        violations: list[tuple[Violation, bool]] = []
-        for breach in assessment.breaches:
-            hard = _is_hard(assessment, breach)
-            violation = _record_violation(
-                account,
+    return _enforce_together([account_id]).get(account_id, [])
+
+
+def enforce_all_breaches(*, account_ids: list[int]) -> dict[int, list[Violation]]:
+    """enforce_breaches for many accounts at once (one price move can breach hundreds): one
+    transaction, a fixed number of queries for any number of accounts, and every close order
+    handed to the senders at the same commit. Returns the violations recorded, by account.
+
+    Should an account's broker connection refuse orders, the accounts are enforced one by one,
+    so the others are still flattened, and the first refusal is raised after.
+    """
+    try:
+        return _enforce_together(account_ids)
+    except order_services.BrokerNotReady:
+        if len(account_ids) == 1:
+            raise
+    found: dict[int, list[Violation]] = {}
+    refused: order_services.BrokerNotReady | None = None
+    for account_id in account_ids:
+        try:
+            found.update(_enforce_together([account_id]))
+        except order_services.BrokerNotReady as exc:
+            logger.error("Risk enforcement on account %s failed: %s", account_id, exc)
+            refused = refused or exc
+    if refused is not None:
+        raise refused
+    return found
+
+
+def _violations_on_record(assessments: list[RiskAssessment]) -> set[tuple[int, str, date]]:
+    """(account, rule, trade date) of the violations already recorded for these accounts."""
+    return set(
+        Violation.objects.filter(
+            account_id__in=[a.account.pk for a in assessments],
+            trade_date__in={a.valuation.trade_date for a in assessments},
+        ).values_list("account_id", "rule", "trade_date")
+    )
+
+
+def _new_violations(assessment: RiskAssessment, on_record: set[tuple[int, str, date]]) -> list[Violation]:
+    account, today, now = assessment.account, assessment.valuation.trade_date, timezone.now()
+    found = []
+    for breach in assessment.breaches:
+        if (account.pk, breach.rule, today) in on_record:
+            continue  # acted on already (this trade date): exactly once
+        hard = _is_hard(assessment, breach)
+        found.append(
+            Violation(
+                account=account,
                 rule=breach.rule,
                 severity=Severity.HARD if hard else Severity.SOFT,
                 action=ViolationAction.BREACHED if hard else ViolationAction.BLOCKED,
-                detail=_breach_sentence(breach, hard),
+                detail=_breach_sentence(breach, hard)[:500],
                 trade_date=today,
                 threshold=breach.limit,
                 observed=breach.observed,
+                occurred_at=now,
             )
-            if violation is not None:
-                violations.append((violation, hard))
-        if not violations:
-            return []
-        order_services.flatten_account(account=account, source=OrderSource.RISK)
-        if any(hard for _, hard in violations):
-            reason = next(v.detail for v, hard in violations if hard)
-            account.status = AccountStatus.BREACHED
-            account.trading_state = TradingState.HALTED
-            account.trading_state_reason = reason[:300]
-            account.save(update_fields=["status", "trading_state", "trading_state_reason", "updated_at"])
-        else:
-            state = assessment.state
-            state.blocked_until = trade_date_closes_at(today)
-            state.blocked_reason = violations[0][0].detail[:300]
-            state.save(update_fields=["blocked_until", "blocked_reason", "updated_at"])
-        headroom = assessment.headroom_dicts()
-        for violation, _ in violations:
-            publish_risk_event(
-                account.pk, "risk.violation", {**ViolationSerializer(violation).data, "headroom": headroom}
-            )
-        # No account.updated here: the closing fills publish the account (status included).
-        logger.warning("Risk enforcement on %s: %s", account, "; ".join(v.detail for v, _ in violations))
-        return [v for v, _ in violations]
+        )
+    return found
+
+
+def _publish_violation_on_commit(violation: Violation, headroom: list[dict[str, object]]) -> None:
+    # Serialized after the commit: the close orders' sends, enqueued at the same commit, go first.
+    on_commit(
+        lambda: publish_account_event(
+            violation.account_id, "risk.violation", {**ViolationSerializer(violation).data, "headroom": headroom}
+        )
+    )
+
+
+def _fail_accounts(accounts: list[TradingAccount], *, now: datetime) -> None:
+    """BREACHED and HALTED, with the history rows account.save() would write (who changed an
+    account's state matters). One UPDATE per distinct reason: a CASE per row costs more."""
+    by_reason: dict[str, list[int]] = {}
+    for account in accounts:
+        by_reason.setdefault(account.trading_state_reason, []).append(account.pk)
+    for reason, ids in by_reason.items():
+        TradingAccount.objects.filter(pk__in=ids).update(
+            status=AccountStatus.BREACHED,
+            trading_state=TradingState.HALTED,
+            trading_state_reason=reason,
+            updated_at=now,
+        )
+    TradingAccount.history.bulk_history_create(accounts, update=True)
+
+
+def _enforce_together(account_ids: list[int]) -> dict[int, list[Violation]]:
+    """Exactly once: the accounts are locked (in id order, so two monitors cannot deadlock) and
+    assessed again under the locks; a violation already on record for the rule and trade date
+    means another monitor acted, so nothing is done for it. The unique Violation row stays the
+    backstop. Liquidation goes through orders.services with source RISK."""
+    with transaction.atomic():
+        accounts = list(
+            accounts_for_assessment()
+            .select_for_update(of=("self",))
+            .filter(pk__in=account_ids, status=AccountStatus.ACTIVE)
+            .order_by("pk")
+        )
+        assessments = [a for a in assess_accounts(accounts) if a.breaches]  # the truth now
+        if not assessments:
+            return {}
+        on_record = _violations_on_record(assessments)
+        acting = [(a, found) for a in assessments if (found := _new_violations(a, on_record))]
+        if not acting:
+            return {}
+        Violation.objects.bulk_create([v for _, found in acting for v in found])
+        order_services.flatten_accounts(accounts=[a.account for a, _ in acting], source=OrderSource.RISK)
+
+        now = timezone.now()
+        failed: list[TradingAccount] = []
+        blocked: list[AccountRiskState] = []
+        for assessment, found in acting:
+            account = assessment.account
+            hard = [v for v in found if v.severity == Severity.HARD]
+            if hard:
+                account.status = AccountStatus.BREACHED
+                account.trading_state = TradingState.HALTED
+                account.trading_state_reason = hard[0].detail[:300]
+                account.updated_at = now
+                failed.append(account)
+            else:
+                state = assessment.state
+                state.blocked_until = trade_date_closes_at(assessment.valuation.trade_date)
+                state.blocked_reason = found[0].detail[:300]
+                state.updated_at = now
+                blocked.append(state)
+            headroom = assessment.headroom_dicts()
+            for violation in found:
+                _publish_violation_on_commit(violation, headroom)
+            # No account.updated here: the closing fills publish the account (status included).
+            logger.warning("Risk enforcement on %s: %s", account, "; ".join(v.detail for v in found))
+        if failed:
+            _fail_accounts(failed, now=now)
+        if blocked:
+            AccountRiskState.objects.bulk_update(blocked, ["blocked_until", "blocked_reason", "updated_at"])
+        return {a.account.pk: found for a, found in acting}
 
 
 # -- Trade-date rollover ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ able to get flat. Only a halted account refuses them, unless they are our own li
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from accounts.domain import AccountStatus, TradingState
@@ -38,6 +38,16 @@ class Denial:
 
 
 @dataclass(frozen=True)
+class ReconciliationStatus:
+    """How recently the account's books were found in line with its broker's."""
+
+    max_age: timedelta | None = None  # None: the gate is off
+    last_good_at: datetime | None = None  # start of the last run that passed (clean or corrected)
+    failed_at: datetime | None = None  # start of the last run, when that run failed
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class AccountSnapshot:
     status: AccountStatus
     trading_state: TradingState
@@ -55,6 +65,7 @@ class AccountSnapshot:
     windows: tuple[TradingWindow, ...] = ()
     early_closes: tuple[EarlyClose, ...] = ()
     releases: tuple[Release, ...] = ()
+    reconciliation: ReconciliationStatus = field(default_factory=ReconciliationStatus)
 
 
 Rule = Callable[[OrderIntent, AccountSnapshot], Denial | None]
@@ -101,6 +112,37 @@ def trading_state_allows(intent: OrderIntent, snapshot: AccountSnapshot) -> Deni
             ),
         )
     return None
+
+
+def reconciliation_allows(intent: OrderIntent, snapshot: AccountSnapshot) -> Denial | None:
+    """Books not known to match the broker's (last run failed, or none recent enough) may hide a
+    position or a working order: until a run passes the account acts as REDUCING."""
+    status = snapshot.reconciliation
+    if status.max_age is None or not increases_exposure(intent, snapshot):
+        return None
+    then = "%Y-%m-%d %H:%M:%S UTC"
+    if status.failed_at is not None:
+        why = f"the last reconciliation with the broker failed at {status.failed_at.astimezone(UTC):{then}}" + (
+            f" ({status.error})" if status.error else ""
+        )
+        code = "reconciliation_failed"
+    elif status.last_good_at is None:
+        why = "the account has not been reconciled with its broker yet"
+        code = "reconciliation_pending"
+    elif snapshot.now - status.last_good_at > status.max_age:
+        stale_since = status.last_good_at + status.max_age
+        why = (
+            f"the last good reconciliation with the broker was at {status.last_good_at.astimezone(UTC):{then}}, "
+            f"stale since {stale_since.astimezone(UTC):{then}} (at most {int(status.max_age.total_seconds())} s old)"
+        )
+        code = "reconciliation_stale"
+    else:
+        return None
+    return Denial(
+        rule=RiskRule.RECONCILIATION,
+        code=code,
+        detail=f"Only orders that reduce exposure are allowed: {why}. New risk waits until a reconciliation passes.",
+    )
 
 
 def soft_block_allows(intent: OrderIntent, snapshot: AccountSnapshot) -> Denial | None:
@@ -287,6 +329,7 @@ def automation_allows(intent: OrderIntent, snapshot: AccountSnapshot) -> Denial 
 PRE_TRADE_RULES: tuple[Rule, ...] = (
     account_status_allows,
     trading_state_allows,
+    reconciliation_allows,
     soft_block_allows,
     automation_allows,
     hours_allow,

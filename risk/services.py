@@ -3,6 +3,7 @@
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -12,12 +13,14 @@ from accounts.models import TradingAccount
 from brokers.market_data import get_last_prices, record_last_price
 from brokers.models import Instrument
 from config.redis_client import get_redis, key
+from orders import plan_service
 from orders.domain import OrderIntent, OrderSide
+from orders.models import ReconciliationOutcome, ReconciliationRun
 from orders.realtime import publish_account_on_commit
 from orders.selectors import accounts_exposed_to, open_orders
 from risk import tasks
 from risk.domain import RiskRule
-from risk.rules import AccountSnapshot, Denial, evaluate_pre_trade
+from risk.rules import AccountSnapshot, Denial, ReconciliationStatus, evaluate_pre_trade
 from risk.selectors import (
     assess_account,
     contract_info,
@@ -49,6 +52,18 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
         prices.update(get_last_prices([instrument.symbol]))
     daily, drawdown = assessment.headroom_for(RiskRule.DAILY_LOSS), assessment.headroom_for(RiskRule.DRAWDOWN)
     state = assessment.state
+    reconciliation = ReconciliationStatus()
+    if settings.RECONCILIATION_MAX_AGE is not None:  # the gate costs two indexed reads, only when on
+        runs = ReconciliationRun.objects.filter(account=account)
+        last = runs.values("outcome", "started_at", "error").first()
+        failed = last is not None and last["outcome"] == ReconciliationOutcome.FAILED
+        good = runs.exclude(outcome=ReconciliationOutcome.FAILED)
+        reconciliation = ReconciliationStatus(
+            max_age=settings.RECONCILIATION_MAX_AGE,
+            last_good_at=good.values_list("started_at", flat=True).first(),
+            failed_at=last["started_at"] if failed else None,
+            error=last["error"] if failed else "",
+        )
     return AccountSnapshot(
         status=AccountStatus(account.status),
         trading_state=TradingState(account.trading_state),
@@ -66,6 +81,7 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
         windows=windows_for([account.program_id]).get(account.program_id, ()),
         early_closes=early_closes(),
         releases=releases_near(now) if assessment.rules.has_news_blackout else (),
+        reconciliation=reconciliation,
     )
 
 
@@ -117,6 +133,7 @@ def apply_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> N
     that reads the newest price.
     """
     record_last_price(symbol=symbol, price=price, at=at)
+    plan_service.request_evaluation(symbol, price)  # position plans and emulated trailing stops (own debounce)
     if not accounts_exposed_to(symbol):
         return
     if get_redis().set(_mark_slot(symbol), "1", nx=True, px=int(MARK_INTERVAL_SECONDS * 1000) * 4):

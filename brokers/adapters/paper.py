@@ -106,7 +106,7 @@ def deliver_venue_events(stream_key: str, events: list[dict[str, Any]]) -> None:
 
 class PaperBroker:
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.MODIFY, Capability.PARTIAL_CLOSE, Capability.FUTURES}
+        {Capability.MODIFY, Capability.PARTIAL_CLOSE, Capability.OCO, Capability.TRAILING_STOP, Capability.FUTURES}
     )
 
     def __init__(self, connection: BrokerConnection) -> None:
@@ -142,6 +142,8 @@ class PaperBroker:
                 time_in_force=request.time_in_force,
                 limit_price=request.limit_price,
                 stop_price=request.stop_price,
+                trail_amount=request.trail_amount,
+                oco_group=request.oco_group,
             )
         )
         if order.status == ReportedStatus.REJECTED:

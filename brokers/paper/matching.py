@@ -12,7 +12,7 @@ from decimal import Decimal
 @dataclass(frozen=True)
 class WorkingOrder:
     side: str  # "buy" | "sell"
-    order_type: str  # "market" | "limit" | "stop" | "stop_limit"
+    order_type: str  # "market" | "limit" | "stop" | "stop_limit" | "trailing_stop"
     limit_price: Decimal | None
     stop_price: Decimal | None
     triggered: bool = False
@@ -46,7 +46,7 @@ def execution_at(order: WorkingOrder, *, market: Decimal, tick_size: Decimal, sl
     if order.order_type == "limit":
         assert order.limit_price is not None
         return Execution(_limit_price_now(order.side, order.limit_price, market), False)
-    if order.order_type == "stop":
+    if order.order_type in ("stop", "trailing_stop"):  # a trailing stop's level is kept current by the venue
         if stop_touched(order, market):
             return Execution(_market_price_now(order.side, market, tick_size, slippage_ticks), True)
         return Execution(None, False)

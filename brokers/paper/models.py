@@ -52,11 +52,15 @@ class VenueOrder(models.Model):
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4)
     quantity = models.PositiveIntegerField()
-    order_type = models.CharField(max_length=10)
+    order_type = models.CharField(max_length=16)
     time_in_force = models.CharField(max_length=3, default="day")
     limit_price = models.DecimalField(**PRICE, null=True, blank=True)
     stop_price = models.DecimalField(**PRICE, null=True, blank=True)
     triggered = models.BooleanField(default=False, help_text="A stop-limit whose stop has been touched.")
+    trail_amount = models.DecimalField(**PRICE, null=True, blank=True, help_text="Trailing stops: distance.")
+    oco_group = models.CharField(
+        max_length=64, blank=True, help_text="Orders sharing it are one-cancels-other (fills reduce the others)."
+    )
     status = models.CharField(max_length=10, choices=VenueOrderStatus.choices)
     filled_quantity = models.PositiveIntegerField(default=0)
     avg_fill_price = models.DecimalField(**PRICE, null=True, blank=True)

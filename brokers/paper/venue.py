@@ -30,7 +30,7 @@ from config.redis_client import get_redis, key
 from orders.domain import PositionState, average_fill_price, position_after_fill
 
 Wire = dict[str, Any]
-ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit", "trailing_stop")
 
 
 class VenueError(Exception):
@@ -57,6 +57,8 @@ def order_wire(order: VenueOrder) -> Wire:
         "timeInForce": order.time_in_force,
         "limitPrice": _money(order.limit_price),
         "stopPrice": _money(order.stop_price),
+        "trailAmount": _money(order.trail_amount),
+        "ocoGroup": order.oco_group or None,
         "status": order.status,
         "filledQuantity": order.filled_quantity,
         "avgFillPrice": _money(order.avg_fill_price),
@@ -144,6 +146,29 @@ def clear_faults() -> None:
     get_redis().delete(key("paper", "faults"))
 
 
+# Drift: the venue's books change and nothing is pushed, as when a broker purges an order or a
+# position was opened before the account was connected to propdesk. Reconciliation must find these.
+
+
+def drop_order(*, account_ref: str, client_order_id: str) -> None:
+    """Forget a working, unfilled order without a word: no longer listed, unknown by client id."""
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        order = _working_order(account, client_order_id)
+        if order.filled_quantity:
+            raise VenueError(f"Order {client_order_id} has fills; only an unfilled order can be dropped.")
+        order.delete()
+
+
+def open_position_directly(*, account_ref: str, symbol: str, quantity: int, avg_price: Decimal) -> None:
+    """Set a position (signed quantity) with no order or fill behind it that propdesk could see."""
+    with transaction.atomic():
+        account = _locked_account(account_ref)
+        VenuePosition.objects.update_or_create(
+            account=account, symbol=symbol, defaults={"quantity": quantity, "avg_price": avg_price}
+        )
+
+
 # -- Accounts and contracts --------------------------------------------------------------
 
 
@@ -205,6 +230,7 @@ def _refusal(
     order_type: str,
     limit_price: Decimal | None,
     stop_price: Decimal | None,
+    trail_amount: Decimal | None,
 ) -> str:
     if contract is None:
         return f"{symbol} is not listed on this venue."
@@ -218,7 +244,11 @@ def _refusal(
         return "Limit price required."
     if order_type in ("stop", "stop_limit") and stop_price is None:
         return "Stop price required."
-    for price in (limit_price, stop_price):
+    if order_type == "trailing_stop" and (trail_amount is None or trail_amount <= 0):
+        return "Trail amount required."
+    if order_type == "trailing_stop" and market_price(symbol) is None:
+        return f"No market in {symbol} to trail from."
+    for price in (limit_price, stop_price, trail_amount):
         if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
             return f"Price {price} is not a valid price for {symbol}."
     if order_type == "market" and market_price(symbol) is None:
@@ -239,7 +269,12 @@ def place_order(
     time_in_force: str = "day",
     limit_price: Decimal | None = None,
     stop_price: Decimal | None = None,
+    trail_amount: Decimal | None = None,
+    oco_group: str | None = None,
 ) -> Wire:
+    """Place an order. Orders sharing an `oco_group` are one-cancels-other: a fill of one
+    reduces the others by as much (a full fill or a cancel cancels them). A trailing stop
+    starts `trail_amount` behind the market and follows it."""
     client_order_id = client_order_id or None  # an empty id is no id
     with transaction.atomic():
         account = _locked_account(account_ref)
@@ -257,7 +292,13 @@ def place_order(
             order_type=order_type,
             limit_price=limit_price,
             stop_price=stop_price,
+            trail_amount=trail_amount,
         )
+        if not reason and order_type == "trailing_stop":
+            assert trail_amount is not None
+            market = market_price(symbol)
+            assert market is not None
+            stop_price = market - trail_amount if side == "sell" else market + trail_amount
         order = VenueOrder.objects.create(
             account=account,
             client_order_id=client_order_id,
@@ -268,6 +309,8 @@ def place_order(
             time_in_force=time_in_force,
             limit_price=limit_price,
             stop_price=stop_price,
+            trail_amount=trail_amount,
+            oco_group=oco_group or "",
             status=VenueOrderStatus.REJECTED if reason else VenueOrderStatus.WORKING,
             reason=reason,
         )
@@ -276,7 +319,7 @@ def place_order(
             assert contract is not None
             market = market_price(symbol)
             if market is not None:
-                _work(order, account=account, contract=contract, market=market, events=events)
+                _work(order, account=account, contract=contract, market=market, events=events, closed=set())
         _push_on_commit(account, events)
         return order_wire(order)
 
@@ -297,7 +340,9 @@ def cancel_order(*, account_ref: str, client_order_id: str) -> Wire:
         order.status = VenueOrderStatus.CANCELED
         order.reason = "Canceled by request."
         order.save()
-        _push_on_commit(account, [order_wire(order)])
+        events = [order_wire(order)]
+        _settle_oco(order, quantity=None, events=events, closed=set())
+        _push_on_commit(account, events)
         return order_wire(order)
 
 
@@ -317,7 +362,7 @@ def modify_order(
             raise VenueError(f"Quantity {quantity} is not above the {order.filled_quantity} already filled.")
         if limit_price is not None and order.order_type not in ("limit", "stop_limit"):
             raise VenueError("Only limit and stop-limit orders have a limit price.")
-        if stop_price is not None and order.order_type not in ("stop", "stop_limit"):
+        if stop_price is not None and order.order_type not in ("stop", "stop_limit", "trailing_stop"):
             raise VenueError("Only stop and stop-limit orders have a stop price.")
         for price in (limit_price, stop_price):
             if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
@@ -329,7 +374,7 @@ def modify_order(
         events = [order_wire(order)]
         market = market_price(order.symbol)
         if market is not None:
-            _work(order, account=account, contract=contract, market=market, events=events)
+            _work(order, account=account, contract=contract, market=market, events=events, closed=set())
         _push_on_commit(account, events)
         return order_wire(order)
 
@@ -367,9 +412,11 @@ def set_market_price(*, symbol: str, price: Decimal) -> None:
             account = VenueAccount.objects.select_for_update().get(pk=account_id)
             contract = VenueContract.objects.get(symbol=symbol)
             events: list[Wire] = []
+            closed: set[int] = set()  # cancelled in this pass by an OCO partner's fill
             working = account.orders.select_for_update().filter(symbol=symbol, status=VenueOrderStatus.WORKING)
             for order in working.order_by("pk"):
-                _work(order, account=account, contract=contract, market=price, events=events)
+                if order.pk not in closed:
+                    _work(order, account=account, contract=contract, market=price, events=events, closed=closed)
             _push_on_commit(account, events)
 
 
@@ -396,9 +443,17 @@ def expire_day_orders() -> int:
 
 
 def _work(
-    order: VenueOrder, *, account: VenueAccount, contract: VenueContract, market: Decimal, events: list[Wire]
+    order: VenueOrder,
+    *,
+    account: VenueAccount,
+    contract: VenueContract,
+    market: Decimal,
+    events: list[Wire],
+    closed: set[int],
 ) -> None:
     """Trade as much of a working order as the market allows now (caller holds the account lock)."""
+    if order.order_type == "trailing_stop":
+        _follow(order, market=market, events=events)
     execution = execution_at(
         WorkingOrder(order.side, order.order_type, order.limit_price, order.stop_price, order.triggered),
         market=market,
@@ -410,9 +465,43 @@ def _work(
         order.save(update_fields=["triggered", "updated_at"])
     if execution.price is None:
         return
-    sweeps = order.order_type in ("market", "stop")  # these take whatever is there
+    sweeps = order.order_type in ("market", "stop", "trailing_stop")  # these take whatever is there
     quantity = order.remaining if sweeps else fill_quantities(order.remaining, contract.max_fill_size)
     _fill(order, account=account, contract=contract, quantity=quantity, price=execution.price, events=events)
+    _settle_oco(order, quantity=quantity, events=events, closed=closed)
+
+
+def _follow(order: VenueOrder, *, market: Decimal, events: list[Wire]) -> None:
+    """A trailing stop's stop moves with the market, never back."""
+    assert order.trail_amount is not None and order.stop_price is not None
+    if order.side == "sell":
+        stop = max(order.stop_price, market - order.trail_amount)
+    else:
+        stop = min(order.stop_price, market + order.trail_amount)
+    if stop != order.stop_price:
+        order.stop_price = stop
+        order.save(update_fields=["stop_price", "updated_at"])
+        events.append(order_wire(order))
+
+
+def _settle_oco(order: VenueOrder, *, quantity: int | None, events: list[Wire], closed: set[int]) -> None:
+    """One-cancels-other: after `quantity` of `order` filled (None: it was cancelled), its
+    partners shrink by as much, and are cancelled once it is done or they have nothing left."""
+    if not order.oco_group:
+        return
+    partners = VenueOrder.objects.select_for_update().filter(
+        account_id=order.account_id, oco_group=order.oco_group, status=VenueOrderStatus.WORKING
+    )
+    for partner in partners.exclude(pk=order.pk).select_related("account"):
+        left = partner.quantity - (quantity or 0)
+        if quantity is None or order.status == VenueOrderStatus.FILLED or left <= partner.filled_quantity:
+            partner.status = VenueOrderStatus.CANCELED
+            partner.reason = f"OCO: order {order.pk} {'filled' if quantity else 'was cancelled'}."
+            closed.add(partner.pk)
+        else:
+            partner.quantity = left
+        partner.save()
+        events.append(order_wire(partner))
 
 
 def _fill(

@@ -55,6 +55,34 @@ class PriceInputField(serializers.Field):
         return str(value)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "example": "4990.25"},
+            {"type": "object", "properties": {"ticks": {"type": "integer", "minimum": 1}}, "required": ["ticks"]},
+        ]
+    }
+)
+class LevelInputField(serializers.Field):
+    """A stop-loss or take-profit level: a price ("4990.25" or 4990.25) or {"ticks": n} from the entry."""
+
+    def to_internal_value(self, data: Any) -> tuple[Decimal | None, int | None]:
+        if isinstance(data, dict):
+            ticks = data.get("ticks")
+            if set(data) != {"ticks"} or isinstance(ticks, bool) or not isinstance(ticks, int) or ticks < 1:
+                raise serializers.ValidationError(
+                    f'{self.field_name} as ticks is {{"ticks": n}} with n a whole number, 1 or more (got {data!r}).',
+                    code="invalid_ticks",
+                )
+            return None, ticks
+        price = PriceInputField()
+        price.bind(self.field_name, self.parent)
+        return price.to_internal_value(data), None
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses keys it does not know, so a typo ("limitPrice") is an error rather than ignored."""
 

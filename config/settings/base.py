@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import BASE_DIR, env
 
@@ -147,6 +148,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Sending orders to brokers has its own queue, so a send never waits behind a risk sweep or a
+# mark-to-market run (the flatten orders of a breach least of all). A worker started without -Q
+# takes both queues; the Procfile runs one worker per queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("orders"), Queue("reconcile"))
+CELERY_TASK_ROUTES = {
+    "orders.tasks.send_*": {"queue": "orders"},
+    # Whole-account comparisons are slow broker round trips: never in front of risk or sends.
+    "orders.tasks.reconcile_all_connections_task": {"queue": "reconcile"},
+    "orders.tasks.reconcile_connection_task": {"queue": "reconcile"},
+    "orders.tasks.reconcile_account_task": {"queue": "reconcile"},
+}
 # Without this Celery closes the database connections (and the whole pool) around every task;
 # the pool's own checks replace a broken connection.
 CELERY_DB_REUSE_MAX = 1000
@@ -168,6 +181,12 @@ CELERY_BEAT_SCHEDULE = {
     # 17:00 Chicago and catches up after downtime.
     "roll-trade-date": {"task": "risk.tasks.roll_trade_date_task", "schedule": timedelta(seconds=60)},
     "enforce-trading-hours": {"task": "risk.tasks.enforce_trading_hours_task", "schedule": timedelta(seconds=10)},
+    # Every account against its broker: orders, fills, positions (orders.reconciliation).
+    "reconcile-accounts": {
+        "task": "orders.tasks.reconcile_all_connections_task",
+        "schedule": timedelta(seconds=30),
+        "kwargs": {"trigger": "beat"},
+    },
 }
 
 # -- Orders ------------------------------------------------------------------
@@ -175,6 +194,12 @@ CELERY_BEAT_SCHEDULE = {
 # by client id; one the broker has never heard of after ORDER_LOST_AFTER is marked rejected.
 ORDER_UNRESOLVED_AFTER = timedelta(seconds=env.int("ORDER_UNRESOLVED_AFTER_SECONDS", default=5))
 ORDER_LOST_AFTER = timedelta(seconds=env.int("ORDER_LOST_AFTER_SECONDS", default=30))
+# An account whose last reconciliation with its broker failed, or whose last good one is older
+# than this, may only reduce exposure (risk.rules.reconciliation_allows). 0 turns the gate off.
+# Four beat periods: one slow or failed run alone does not stop trading.
+RECONCILIATION_MAX_AGE = (
+    timedelta(seconds=seconds) if (seconds := env.int("RECONCILIATION_MAX_AGE_SECONDS", default=120)) else None
+)
 
 # -- Paper venue ----------------------------------------------------------------
 PAPER_BROKER_ENABLED = env.bool("PAPER_BROKER_ENABLED", default=True)

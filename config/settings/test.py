@@ -9,6 +9,9 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("REDIS_KEY_PREFIX", f"propdesk-test-{os.getpid()}")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMzItYnl0ZXMhISE=")
+# No reconciliation gate: tests (and the end-to-end stacks, which inherit this environment) place
+# orders on accounts no reconciliation has looked at yet. Tests of the gate turn it on.
+os.environ.setdefault("RECONCILIATION_MAX_AGE_SECONDS", "0")
 
 from config.settings.base import *  # noqa: F403
 
@@ -20,6 +23,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # End-to-end tests start real Celery workers with their own settings instead.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+RECONCILIATION_MAX_AGE = None
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

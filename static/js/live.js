@@ -180,6 +180,10 @@
     };
     if (fields.get("limit_price")) body.limit_price = fields.get("limit_price");
     if (fields.get("stop_price")) body.stop_price = fields.get("stop_price");
+    if (fields.get("trail_amount")) body.trail_amount = fields.get("trail_amount");
+    // A bracket: the stop loss and take profit go out when the entry fills, in ticks from its fill.
+    if (fields.get("stop_loss_ticks")) body.stop_loss = { ticks: Number(fields.get("stop_loss_ticks")) };
+    if (fields.get("take_profit_ticks")) body.take_profit = { ticks: Number(fields.get("take_profit_ticks")) };
     const result = await api("POST", "/api/v1/orders/", body);
     say(form, result.ok ? `Order ${result.data.id} ${result.data.status}` : result.data.detail || `Error ${result.status}`, result.ok);
   });

@@ -145,8 +145,8 @@ def test_stop_limit_walks_through_trigger_then_fill():
 
 
 def test_unknown_order_type_raises():
-    with pytest.raises(ValueError, match="trailing_stop"):
-        execute(WorkingOrder(side="buy", order_type="trailing_stop", limit_price=None, stop_price=None), "5000")
+    with pytest.raises(ValueError, match="iceberg"):
+        execute(WorkingOrder(side="buy", order_type="iceberg", limit_price=None, stop_price=None), "5000")
 
 
 # -- Quantities --------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ MES_FEE = Decimal("0.37")
 
 ORDER_WIRE_KEYS = {
     "type",
+    "trailAmount",
+    "ocoGroup",
     "accountId",
     "orderId",
     "clientOrderId",
@@ -490,6 +492,8 @@ def test_fill_pushes_order_and_fill_events_with_wire_fields_after_commit(account
         "timeInForce": "day",
         "limitPrice": None,
         "stopPrice": None,
+        "trailAmount": None,
+        "ocoGroup": None,
         "status": "filled",
         "filledQuantity": 2,
         "avgFillPrice": "5000",

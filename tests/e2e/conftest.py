@@ -123,3 +123,26 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
         keys = list(stack_redis.scan_iter(match=f"{env['REDIS_KEY_PREFIX']}*", count=1000))
         if keys:
             stack_redis.delete(*keys)
+
+
+@pytest.fixture
+def world():  # type: ignore[no-untyped-def]
+    """Committed data the stack can see: the CME instruments on the paper venue, alice and bob
+    with an account each (on one paper connection), and a staff user."""
+    from accounts.services import grant_account_access, open_trading_account
+    from brokers.adapters.paper import PaperBroker
+    from tests.conftest import load_cme_instruments
+    from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
+
+    load_cme_instruments()
+    connection = BrokerConnectionFactory(name="Paper e2e")
+    alice, bob, staff = UserFactory(username="alice"), UserFactory(username="bob"), StaffFactory(username="staff")
+    accounts = {}
+    for user, ref in ((alice, "PAPER-E2E-A"), (bob, "PAPER-E2E-B")):
+        account = open_trading_account(
+            name=f"{user.username} 50K", program=ProgramFactory(), broker_connection=connection, broker_account_id=ref
+        )
+        PaperBroker(connection).open_account(account_ref=ref, cash=account.starting_balance)
+        grant_account_access(user=user, account=account)
+        accounts[user.username] = account
+    return {"alice": alice, "bob": bob, "staff": staff, "accounts": accounts}

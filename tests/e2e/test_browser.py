@@ -182,6 +182,29 @@ def test_trader_trades_from_the_page_and_it_follows_live(live_stack, world, page
     assert api.get("/api/v1/positions/", params={"account": alice_account.pk}).json()["results"] == []
 
 
+def test_bracket_from_the_ticket_puts_its_stop_and_target_at_the_venue(live_stack, world, page):  # type: ignore[no-untyped-def]
+    alice_account = world["accounts"]["alice"]
+    set_price(live_stack, world["staff"], "MES", "5000.00")
+    log_in(page, "alice")
+    card = page.locator(f'[data-account="{alice_account.pk}"]')
+    expect(page.locator("#live-status")).to_have_text("live")
+
+    ticket = card.locator("form[data-ticket]")
+    ticket.get_by_label("Symbol").select_option("MESZ6")
+    ticket.get_by_label("Quantity").fill("1")
+    ticket.get_by_label("Stop loss ticks").fill("8")
+    ticket.get_by_label("Take profit ticks").fill("12")
+    ticket.get_by_role("button", name="Buy").click()
+    expect(ticket.locator(".ticket-result")).to_have_text(re.compile(r"^Order \d+ \w+$"))
+
+    orders = card.locator("table.orders tbody")
+    expect(orders.locator('tr[data-role="stop_loss"] [data-field="status"]')).to_have_text("accepted")
+    expect(orders.locator('tr[data-role="take_profit"] [data-field="status"]')).to_have_text("accepted")
+    expect(orders.locator('tr[data-role="stop_loss"]')).to_contain_text("stop 4998.00")
+    at_venue = VenueOrder.objects.filter(account__ref=alice_account.broker_account_id, status="working")
+    assert sorted(at_venue.values_list("order_type", flat=True)) == ["limit", "stop"]
+
+
 def test_halted_account_ticket_shows_the_refusal(live_stack, world, page):  # type: ignore[no-untyped-def]
     alice_account = world["accounts"]["alice"]
     halt_account(account=alice_account, reason="Halted for the test.")

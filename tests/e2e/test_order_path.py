@@ -9,28 +9,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from accounts.services import grant_account_access, open_trading_account
-from brokers.adapters.paper import PaperBroker
-from tests.conftest import load_cme_instruments, token_for
-from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
+from tests.conftest import token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def world():  # type: ignore[no-untyped-def]
-    load_cme_instruments()
-    connection = BrokerConnectionFactory(name="Paper e2e")
-    alice, bob, staff = UserFactory(username="alice"), UserFactory(username="bob"), StaffFactory(username="staff")
-    accounts = {}
-    for user, ref in ((alice, "PAPER-E2E-A"), (bob, "PAPER-E2E-B")):
-        account = open_trading_account(
-            name=f"{user.username} 50K", program=ProgramFactory(), broker_connection=connection, broker_account_id=ref
-        )
-        PaperBroker(connection).open_account(account_ref=ref, cash=account.starting_balance)
-        grant_account_access(user=user, account=account)
-        accounts[user.username] = account
-    return {"alice": alice, "bob": bob, "staff": staff, "accounts": accounts}
 
 
 def receive_until(ws, predicate, timeout: float = 15.0) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -74,8 +74,9 @@ def test_no_status_transitions_to_itself():
     assert not any(status in targets for status, targets in ALLOWED_TRANSITIONS.items())
 
 
-def test_every_status_is_reachable_from_new():
-    assert reachable_from(S.NEW) == set(OrderStatus)
+def test_every_status_is_reachable_from_held_and_all_but_held_from_new():
+    assert reachable_from(S.HELD) == set(OrderStatus)
+    assert reachable_from(S.NEW) == set(OrderStatus) - {S.HELD}  # a sent order is never held again
 
 
 @pytest.mark.parametrize("status", sorted(WORKING_STATUSES))

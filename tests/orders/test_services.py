@@ -1,5 +1,6 @@
 """The order path on PostgreSQL and Redis with the paper venue: outcomes in our books and at the venue."""
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from brokers.paper import venue
 from brokers.paper.models import VenueFill, VenueOrder
 from orders import services
-from orders.domain import OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType
+from orders.domain import OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType, PositionEffect
 from orders.models import Fill, Order, Position
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +148,8 @@ def test_reducing_account_may_reduce_but_not_add(alice_account, commit):
     with commit():
         added = submit(alice_account, buy(1))
         reduced = submit(alice_account, sell(1))
-        flipped = submit(alice_account, sell(2))
+        # Through flat only as an explicit reverse, which a reducing account may not do.
+        flipped = submit(alice_account, replace(sell(2), position_effect=PositionEffect.REVERSE))
 
     assert Order.objects.get(pk=added.pk).status == OrderStatus.DENIED
     assert Order.objects.get(pk=reduced.pk).status == OrderStatus.FILLED

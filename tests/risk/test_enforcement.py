@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.domain import AccountStatus, TradingState
+from accounts.models import TradingAccount
 from brokers.paper.models import VenueContract, VenueOrder, VenuePosition
 from orders import services as order_services
 from orders.domain import OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType
@@ -18,6 +19,7 @@ from orders.models import Fill, Order, Position
 from risk import enforcement
 from risk.models import AccountDay, AccountRiskState, NewsRelease, ProgramRules, ScalingTier, Violation
 from risk.trading_day import trade_date_closes_at, trade_date_for
+from tests.factories import BrokerConnectionFactory
 
 pytestmark = pytest.mark.django_db
 CT = ZoneInfo("America/Chicago")
@@ -312,6 +314,101 @@ def test_two_monitors_enforce_the_same_breach_exactly_once(alice_account, paper,
     assert closing.count() == 1
     assert VenueOrder.objects.filter(client_order_id=closing.get().client_order_id).count() == 1
     assert Position.objects.get(account=alice_account).quantity == 0 and venue_position(alice_account) == 0
+
+
+def breach_together(accounts, paper, commit, **figures) -> None:  # type: ignore[no-untyped-def]
+    """Each account holds 2 MES, the price falls with no rule set, then each gets a daily limit
+    it is already past (`figures` per account, in order): no monitor has seen the breaches yet."""
+    with commit():
+        for account in accounts:
+            order_services.submit_order(account=account, intent=buy(2), source=OrderSource.API)
+    with commit():
+        paper.price("MESZ6", "4980.00")  # -200 open each
+    for account, mode in zip(accounts, figures["modes"], strict=True):
+        rules(account, daily_loss_mode=mode, daily_loss_limit=Decimal("100"))
+    assert not Violation.objects.exists()
+
+
+def test_one_monitor_enforces_all_breached_accounts_together_once(alice_account, bob_account, paper, commit):
+    breach_together([alice_account, bob_account], paper, commit, modes=["soft", "hard"])
+
+    with commit():
+        result = enforcement.monitor_accounts()
+
+    assert sorted(result.breached) == sorted([alice_account.pk, bob_account.pk])
+    assert {(v.account_id, v.severity) for v in result.violations} == {
+        (alice_account.pk, "soft"),
+        (bob_account.pk, "hard"),
+    }
+    for account in (alice_account, bob_account):
+        closing = Order.objects.get(account=account, source=OrderSource.RISK)
+        assert closing.status == OrderStatus.FILLED and closing.events.filter(type="created").count() == 1
+        assert VenueOrder.objects.filter(client_order_id=closing.client_order_id).count() == 1
+        assert Position.objects.get(account=account).quantity == 0 and venue_position(account) == 0
+    alice_account.refresh_from_db()
+    bob_account.refresh_from_db()
+    # Soft: blocked until the close, still active. Hard: failed and halted, with a history row.
+    assert alice_account.status == AccountStatus.ACTIVE
+    assert AccountRiskState.objects.get(account=alice_account).blocked_until == trade_date_closes_at(
+        trade_date_for(timezone.now())
+    )
+    assert bob_account.status == AccountStatus.BREACHED and bob_account.trading_state == TradingState.HALTED
+    assert bob_account.history.first().status == AccountStatus.BREACHED
+    assert AccountRiskState.objects.get(account=bob_account).blocked_until is None
+
+    with commit():  # seeing the same breaches again does nothing
+        assert enforcement.enforce_all_breaches(account_ids=[alice_account.pk, bob_account.pk]) == {}
+    assert Violation.objects.count() == 2 and Order.objects.filter(source=OrderSource.RISK).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_monitors_enforcing_many_accounts_act_once_on_each(alice_account, bob_account, paper, commit):
+    breach_together([alice_account, bob_account], paper, commit, modes=["soft", "hard"])
+    barrier = threading.Barrier(2)
+    results: list[dict[int, list[Violation]]] = []
+    errors: list[BaseException] = []
+
+    def monitor(account_ids: list[int]) -> None:
+        try:
+            barrier.wait()
+            results.append(enforcement.enforce_all_breaches(account_ids=account_ids))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # Opposite orders: the accounts are locked in id order whatever the caller passes, so no deadlock.
+    ids = [alice_account.pk, bob_account.pk]
+    threads = [threading.Thread(target=monitor, args=(order,)) for order in (ids, ids[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert sum(len(found) for result in results for found in result.values()) == 2
+    for account in (alice_account, bob_account):
+        assert Violation.objects.filter(account=account).count() == 1
+        closing = Order.objects.filter(account=account, source=OrderSource.RISK)
+        assert closing.count() == 1
+        assert VenueOrder.objects.filter(client_order_id=closing.get().client_order_id).count() == 1
+        assert Position.objects.get(account=account).quantity == 0 and venue_position(account) == 0
+
+
+def test_a_connection_refusing_orders_holds_back_only_its_own_account(alice_account, bob_account, paper, commit):
+    breach_together([alice_account, bob_account], paper, commit, modes=["hard", "hard"])
+    down = BrokerConnectionFactory(name="Paper down", is_enabled=False, last_error="maintenance")
+    TradingAccount.objects.filter(pk=bob_account.pk).update(broker_connection=down)
+
+    with commit(), pytest.raises(order_services.BrokerNotReady):
+        enforcement.enforce_all_breaches(account_ids=[alice_account.pk, bob_account.pk])
+
+    assert list(Violation.objects.values_list("account_id", flat=True)) == [alice_account.pk]
+    assert Position.objects.get(account=alice_account).quantity == 0 and venue_position(alice_account) == 0
+    bob_account.refresh_from_db()
+    assert bob_account.status == AccountStatus.ACTIVE  # not acted on: the next sweep tries again
+    assert Position.objects.get(account=bob_account).quantity == 2
+    assert not Order.objects.filter(account=bob_account, source=OrderSource.RISK).exists()
 
 
 # -- Flat-by warning and news blackout -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from risk.rules import (
     PRE_TRADE_RULES,
     AccountSnapshot,
     Denial,
+    ReconciliationStatus,
     account_status_allows,
     automation_allows,
     evaluate_pre_trade,
@@ -25,6 +26,7 @@ from risk.rules import (
     loss_room_allows,
     max_contracts_allow,
     product_allowed,
+    reconciliation_allows,
     soft_block_allows,
     trading_state_allows,
     worst_case_loss,
@@ -117,6 +119,7 @@ def test_rules_run_in_a_fixed_order():
     assert PRE_TRADE_RULES == (
         account_status_allows,
         trading_state_allows,
+        reconciliation_allows,
         soft_block_allows,
         automation_allows,
         hours_allow,
@@ -233,6 +236,56 @@ def test_trading_state_allows(state, intent, snap, expected):
         assert denial.rule == "trading_state"
     if expected == "account_reducing":
         assert intent.symbol in denial.detail
+
+
+# -- Reconciliation gate -------------------------------------------------------------------------------
+
+MAX_AGE = timedelta(seconds=120)
+GOOD = ReconciliationStatus(max_age=MAX_AGE, last_good_at=NOW - timedelta(seconds=30))
+STALE = ReconciliationStatus(max_age=MAX_AGE, last_good_at=NOW - timedelta(seconds=121))
+FAILED = ReconciliationStatus(
+    max_age=MAX_AGE,
+    last_good_at=NOW - timedelta(seconds=60),
+    failed_at=NOW - timedelta(seconds=10),
+    error="The broker could not be asked: timeout",
+)
+NEVER = ReconciliationStatus(max_age=MAX_AGE)
+
+
+@pytest.mark.parametrize(
+    ("status", "intent", "snap", "expected"),
+    [
+        (ReconciliationStatus(), order(BUY, 5), snapshot(), None),  # gate off
+        (ReconciliationStatus(last_good_at=NOW - timedelta(days=3)), order(BUY), snapshot(), None),  # gate off
+        (GOOD, order(BUY, 5), snapshot(), None),
+        (ReconciliationStatus(max_age=MAX_AGE, last_good_at=NOW - MAX_AGE), order(BUY), snapshot(), None),
+        (STALE, order(BUY), snapshot(), "reconciliation_stale"),
+        (FAILED, order(BUY), snapshot(), "reconciliation_failed"),
+        (NEVER, order(BUY), snapshot(), "reconciliation_pending"),
+        # Only new risk waits: reducing orders and our own liquidations pass.
+        (FAILED, order(SELL, 1), held(2), None),
+        (STALE, order(SELL, 2), held(2), None),
+        (NEVER, order(BUY, 3), held(-3), None),
+        (FAILED, order(SELL, 3), held(2), "reconciliation_failed"),  # flips
+        (FAILED, order(BUY, 1), held(2), "reconciliation_failed"),  # adds
+        (STALE, order(SELL, 1), held(2, working=(0, 2)), "reconciliation_stale"),  # working orders flip it
+        (FAILED, order(SELL, 3, liquidation=True), held(2), None),
+    ],
+)
+def test_reconciliation_allows(status, intent, snap, expected):
+    denial = reconciliation_allows(intent, dataclasses.replace(snap, reconciliation=status))
+    assert code(denial) == expected
+    if denial is not None:
+        assert denial.rule == "reconciliation"
+        assert "Only orders that reduce exposure" in denial.detail
+
+
+def test_reconciliation_denials_say_why_and_since_when():
+    failed = reconciliation_allows(order(BUY), snapshot(reconciliation=FAILED))
+    stale = reconciliation_allows(order(BUY), snapshot(reconciliation=STALE))
+    assert failed is not None and stale is not None
+    assert "failed at 2026-05-12 14:59:50 UTC (The broker could not be asked: timeout)" in failed.detail
+    assert "was at 2026-05-12 14:57:59 UTC, stale since 2026-05-12 14:59:59 UTC" in stale.detail
 
 
 # -- Soft block (daily loss) --------------------------------------------------------------------------

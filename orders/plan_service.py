@@ -1,0 +1,739 @@
+"""Running position-management plans: attaching and cancelling them, starting program defaults,
+carrying out what orders.plans decides through the normal order path, and the price trigger.
+
+Every action is a PlanEvent row and a live "plan.updated" event after commit. A stop move goes
+through the broker's modify (orders.services.modify_order): the stop in force is the broker's
+until it confirms. A refused move is recorded as a FAILED event and asked again at the next
+evaluation (the stop is still short of where the plan wants it), up to MAX_STOP_REFUSALS
+refusals; after that the plan stops moving that stop and says so, and the old stop stays.
+
+Lock order, as in orders.services: account, then plan, then orders.
+"""
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Program, TradingAccount
+from accounts.realtime import on_commit, publish_account_event
+from brokers.market_data import get_last_price
+from brokers.ticks import display_price
+from config.errors import DomainError, NotFoundError
+from config.redis_client import get_redis, key
+from orders import groups, services, tasks, trailing
+from orders.domain import (
+    LIQUIDATING_SOURCES,
+    LIVE_STATUSES,
+    OPEN_STATUSES,
+    OrderEventType,
+    OrderRole,
+    OrderSide,
+    OrderSource,
+)
+from orders.models import (
+    Order,
+    OrderEvent,
+    PlanEvent,
+    PlanEventKind,
+    PlanStatus,
+    Position,
+    PositionPlan,
+)
+from orders.plan_serializers import PlanEventSerializer, PlanStateSerializer
+from orders.plans import (
+    LONG,
+    SHORT,
+    Evaluation,
+    ExitAll,
+    ExitPart,
+    InvalidPlan,
+    Market,
+    MoveStop,
+    PartialExitRule,
+    PlanRequest,
+    PlanRules,
+    PlanState,
+    TrailStep,
+    check_initial_stop,
+    evaluate,
+    next_trigger,
+    parse_plan_request,
+    stop_from_ticks,
+)
+from orders.selectors import liquidating_quantity
+
+logger = logging.getLogger(__name__)
+
+User = AbstractBaseUser
+
+# Plans are evaluated at most this often per instrument while prices stream in (leading and
+# trailing, as risk.services.apply_price does for marks): a stop trails within this much of a move.
+EVALUATION_INTERVAL_SECONDS = 0.05
+# After a stop move was asked (or had to wait for one in flight), one more evaluation this much
+# later settles it: a refusal is recorded and asked again even if the market goes quiet.
+FOLLOW_UP_SECONDS = 1.0
+MAX_STOP_REFUSALS = 3
+BAND_TTL_SECONDS = 1.0
+# Refusals older than this are not looked at again (each is recorded once, when first seen).
+REFUSALS_LOOKBACK = timedelta(minutes=15)
+
+
+class PlanNotFound(NotFoundError):
+    code = "plan_not_found"
+
+
+# -- The price trigger -----------------------------------------------------------------------
+
+
+def _evaluation_slot(symbol: str) -> str:
+    return key("plans", "evaluation-pending", symbol)
+
+
+def _follow_up_slot(symbol: str) -> str:
+    return key("plans", "follow-up-pending", symbol)
+
+
+def has_managed_orders(symbol: str) -> bool:
+    """Whether a price of `symbol` concerns plans: an active plan or a working trailing stop."""
+    return (
+        PositionPlan.objects.filter(status=PlanStatus.ACTIVE, instrument__symbol=symbol).exists()
+        or trailing.working_trailing_stops(symbol).exists()
+    )
+
+
+def _band_key(symbol: str) -> str:
+    return key("plans", "band", symbol)
+
+
+def request_evaluation(symbol: str, price: Decimal) -> None:
+    """A new price of `symbol` (called by risk.services.apply_price): evaluate its plans and
+    emulated trailing stops at once, and once more at the end of the interval with the newest
+    price, however many prices arrive in between.
+
+    Prices inside the symbol's band (between the nearest prices at which any plan or trailing
+    stop could act, written by the last evaluation) are skipped with one Redis read. The band
+    lives BAND_TTL_SECONDS, so work it did not know of (a trailing stop just accepted on a symbol
+    with plans) waits at most that long; attaching or ending a plan drops it at once.
+    """
+    redis = get_redis()
+    if _inside_band(symbol, price):
+        return
+    if not redis.set(_evaluation_slot(symbol), "1", nx=True, px=int(EVALUATION_INTERVAL_SECONDS * 1000) * 4):
+        return
+    if not has_managed_orders(symbol):
+        release_evaluation_slot(symbol)  # so a plan or trailing stop placed next is seen at the next price
+        return
+    tasks.evaluate_plans_task.delay(symbol)
+    tasks.evaluate_plans_task.apply_async((symbol,), kwargs={"trailing": True}, countdown=EVALUATION_INTERVAL_SECONDS)
+
+
+def release_evaluation_slot(symbol: str, *, follow_up: bool = False) -> None:
+    """Called by a trailing (or follow-up) run before it reads the price: a price after this
+    starts a new round. (The slots also expire by themselves, should that run be lost.)"""
+    get_redis().delete(_follow_up_slot(symbol) if follow_up else _evaluation_slot(symbol))
+
+
+def _inside_band(symbol: str, price: Decimal) -> bool:
+    band = get_redis().get(_band_key(symbol))
+    if band is None:
+        return False
+    up, _, down = str(band).partition("|")
+    return (not up or price < Decimal(up)) and (not down or price > Decimal(down))
+
+
+def drop_band(symbol: str) -> None:
+    """After commit: the next price of `symbol` is evaluated whatever it is (plans changed)."""
+    on_commit(lambda: get_redis().delete(_band_key(symbol)))
+
+
+def _store_band(symbol: str, triggers: list[tuple[bool, Decimal]]) -> None:
+    """The nearest prices at which anything could act: longs (and sell stops) at or above
+    `up`, shorts (and buy stops) at or below `down`."""
+    up = min((price for long, price in triggers if long), default=None)
+    down = max((price for long, price in triggers if not long), default=None)
+    band = f"{'' if up is None else up}|{'' if down is None else down}"
+    on_commit(lambda: get_redis().set(_band_key(symbol), band, px=int(BAND_TTL_SECONDS * 1000)))
+
+
+def _schedule_follow_up(symbol: str) -> None:
+    if get_redis().set(_follow_up_slot(symbol), "1", nx=True, px=int(FOLLOW_UP_SECONDS * 1000) * 4):
+        on_commit(
+            lambda: tasks.evaluate_plans_task.apply_async(
+                (symbol,), kwargs={"follow_up": True}, countdown=FOLLOW_UP_SECONDS
+            )
+        )
+
+
+# -- Rows <-> the pure model ----------------------------------------------------------------------
+
+
+def rules_of(plan: PositionPlan) -> PlanRules:
+    return PlanRules(
+        partial_exits=tuple(PartialExitRule(Decimal(str(e["r"])), int(e["percent"])) for e in plan.partial_exits),
+        breakeven_after_ticks=plan.breakeven_after_ticks,
+        breakeven_offset_ticks=plan.breakeven_offset_ticks,
+        trail_after_ticks=plan.trail_after_ticks,
+        trail_ticks=plan.trail_ticks,
+        trail_steps=tuple(TrailStep(Decimal(str(s["r"])), int(s["ticks"])) for s in plan.trail_steps),
+        exit_at=plan.exit_at,
+    )
+
+
+def state_of(plan: PositionPlan) -> PlanState:
+    return PlanState(
+        side=plan.side,
+        entry_price=plan.entry_price,
+        initial_stop_price=plan.initial_stop_price,
+        initial_quantity=plan.initial_quantity,
+        best_price=plan.best_price,
+        exits_done=plan.exits_done,
+        breakeven_done=plan.breakeven_done,
+        trailing=plan.trailing,
+        time_exit_done=plan.time_exit_done,
+    )
+
+
+_STATE_FIELDS = ("best_price", "exits_done", "breakeven_done", "trailing", "time_exit_done")
+
+
+def _store_state(plan: PositionPlan, state: PlanState) -> None:
+    for name in _STATE_FIELDS:
+        setattr(plan, name, getattr(state, name))
+    plan.save(update_fields=[*_STATE_FIELDS, "updated_at"])
+
+
+def _record(
+    plan: PositionPlan,
+    kind: PlanEventKind,
+    detail: str,
+    *,
+    price: Decimal | None = None,
+    order: Order | None = None,
+    payload: dict[str, Any] | None = None,
+) -> PlanEvent:
+    event = PlanEvent.objects.create(
+        plan=plan,
+        kind=kind,
+        detail=detail[:500],
+        price=price,
+        order=order,
+        payload=payload or {},
+        occurred_at=timezone.now(),
+    )
+    _publish_on_commit(plan, [event])
+    return event
+
+
+def _publish_on_commit(plan: PositionPlan, events: list[PlanEvent]) -> None:
+    """After commit, "plan.updated": the plan as it then stands and the events this change added
+    (built from the objects in hand: no queries on the evaluation's path; the API has them all)."""
+
+    def publish() -> None:
+        data = {**PlanStateSerializer(plan).data, "events": PlanEventSerializer(events, many=True).data}
+        publish_account_event(plan.account_id, "plan.updated", data)
+
+    on_commit(publish)
+
+
+# -- Attaching, replacing, cancelling --------------------------------------------------------------
+
+
+def _rules_json(rules: PlanRules) -> dict[str, Any]:
+    return {
+        "partial_exits": [{"r": str(e.r), "percent": e.percent} for e in rules.partial_exits],
+        "breakeven_after_ticks": rules.breakeven_after_ticks,
+        "breakeven_offset_ticks": rules.breakeven_offset_ticks,
+        "trail_after_ticks": rules.trail_after_ticks,
+        "trail_ticks": rules.trail_ticks,
+        "trail_steps": [{"r": str(s.r), "ticks": s.ticks} for s in rules.trail_steps],
+        "exit_at": rules.exit_at,
+    }
+
+
+def _end_plan(plan: PositionPlan, status: PlanStatus, detail: str, *, price: Decimal | None = None) -> None:
+    plan.status = status
+    plan.save(update_fields=["status", "updated_at"])
+    _record(plan, PlanEventKind.FINISHED, detail, price=price, payload={"status": status})
+    drop_band(plan.instrument.symbol)
+
+
+def attach_plan(
+    *, position: Position, request: PlanRequest, source: str, created_by: User | None = None
+) -> PositionPlan:
+    """Start a plan on an open position, replacing its active plan if it has one.
+
+    R comes from the position's live stop; a position without a stop first gets one at the
+    requested initial stop (orders.groups.protect_position). A requested initial stop on a
+    position that has a stop moves that stop there.
+    """
+    with transaction.atomic():
+        TradingAccount.objects.select_for_update(of=("self",)).get(pk=position.account_id)
+        position = Position.objects.select_related("instrument", "account").get(pk=position.pk)
+        instrument = position.instrument
+        if position.quantity == 0:
+            raise DomainError(f"The {instrument.symbol} position is flat: nothing to manage.", code="position_flat")
+        side = LONG if position.quantity > 0 else SHORT
+        entry = position.avg_price
+        stop = request.initial_stop
+        if stop is not None:
+            stop = services.validate_price(stop, tick_size=instrument.tick_size, field="initial_stop")
+        elif request.initial_stop_ticks is not None:
+            stop = stop_from_ticks(
+                side=side, entry=entry, ticks=request.initial_stop_ticks, tick_size=instrument.tick_size
+            )
+        leg = groups.protective_leg(
+            account_id=position.account_id, instrument_id=instrument.pk, role=OrderRole.STOP_LOSS
+        )
+        if stop is None:
+            if leg is None or leg.stop_price is None:
+                raise InvalidPlan(
+                    f"The {instrument.symbol} position has no stop: give initial_stop (a price) or "
+                    "initial_stop_ticks, which R is measured from.",
+                    code="initial_stop_required",
+                    field="initial_stop",
+                )
+            stop = Decimal(leg.pending_change["stop_price"]) if "stop_price" in leg.pending_change else leg.stop_price
+        check_initial_stop(side=side, entry=entry, stop=stop)
+        if leg is None or leg.stop_price != stop:
+            groups.protect_position(position=position, stop_loss=stop, created_by=created_by, source=OrderSource.PLAN)
+        for old in PositionPlan.objects.select_for_update().filter(position=position, status=PlanStatus.ACTIVE):
+            _end_plan(old, PlanStatus.CANCELED, "Replaced by a new plan.")
+        market = get_last_price(instrument.symbol) or entry
+        plan = PositionPlan.objects.create(
+            account_id=position.account_id,
+            instrument=instrument,
+            position=position,
+            source=source,
+            side=side,
+            entry_price=entry,
+            initial_stop_price=stop,
+            initial_quantity=abs(position.quantity),
+            best_price=max(entry, market) if side == LONG else min(entry, market),
+            created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+            **_rules_json(request.rules),
+        )
+        r = abs(entry - stop)
+        _record(
+            plan,
+            PlanEventKind.STARTED,
+            f"Managing {side} {abs(position.quantity)} {instrument.symbol} from "
+            f"{display_price(entry, instrument.tick_size)} with the stop at {stop} (R = {r.normalize():f}).",
+            price=market,
+            payload={
+                "source": source,
+                "rules": {**_rules_json(request.rules), "exit_at": plan.exit_at.isoformat() if plan.exit_at else None},
+                "r": str(r),
+            },
+        )
+        drop_band(instrument.symbol)
+        if request.rules.exit_at is not None:
+            symbol, eta = instrument.symbol, request.rules.exit_at
+            on_commit(lambda: tasks.evaluate_plans_task.apply_async((symbol,), eta=eta))
+    return plan
+
+
+def cancel_plan(*, plan: PositionPlan, actor: User | None = None) -> PositionPlan:
+    """Stop managing the position; its stop stays where it is."""
+    with transaction.atomic():
+        TradingAccount.objects.select_for_update(of=("self",)).get(pk=plan.account_id)
+        plan = PositionPlan.objects.select_for_update(of=("self",)).get(pk=plan.pk)
+        if plan.status != PlanStatus.ACTIVE:
+            raise DomainError(f"The plan is already {plan.status}.", code="plan_not_active")
+        who = getattr(actor, "username", "") if actor is not None and actor.is_authenticated else ""
+        _end_plan(plan, PlanStatus.CANCELED, f"Cancelled{' by ' + who if who else ''}; the stop stays where it is.")
+    return plan
+
+
+# -- Following the position (called from orders.services.apply_broker_reports) --------------------
+
+
+def start_default_plans(*, account: TradingAccount, instrument_ids: set[int]) -> None:
+    """After broker reports changed these positions (account lock held): finish the plans of
+    positions that went flat (or reversed), and start the program's default plan on a position
+    that opened without one. A default starts once per position: a plan the trader cancelled
+    is not started again by the next fill."""
+    plans = list(
+        PositionPlan.objects.select_for_update(of=("self",))
+        .filter(account=account, instrument_id__in=instrument_ids, status=PlanStatus.ACTIVE)
+        .select_related("position", "instrument")
+    )
+    for plan in plans:
+        held = plan.position.quantity
+        if held == 0 or (held > 0) != (plan.side == LONG):
+            _end_plan(
+                plan,
+                PlanStatus.DONE,
+                "The position is flat: the plan is done." if held == 0 else "The position reversed: the plan is done.",
+            )
+    managed = {plan.instrument_id for plan in plans if plan.status == PlanStatus.ACTIVE}
+    if not instrument_ids - managed:
+        return  # every position here is managed: the usual case of a fill or a stop move confirmed
+    default = Program.objects.filter(pk=account.program_id).values_list("default_position_plan", flat=True).first()
+    if not default:
+        return
+    for position in Position.objects.open().filter(account=account, instrument_id__in=instrument_ids - managed):
+        if PositionPlan.objects.filter(position=position, created_at__gte=position.opened_at).exists():
+            continue
+        try:
+            # A savepoint: a default that cannot start must never undo the fills being applied.
+            with transaction.atomic():
+                request = parse_plan_request(default, now=timezone.now())
+                attach_plan(position=position, request=request, source="program")
+        except DomainError as exc:
+            logger.warning(
+                "Default plan of program %s not started on position %s: %s", account.program_id, position.pk, exc.detail
+            )
+
+
+# -- Evaluating at a price -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one plan's evaluation needs from the rows around it."""
+
+    leg: Order | None  # the position's live stop
+    closing: int  # contracts being closed by orders on their way
+    refusals: int  # stop moves the broker refused since the plan started
+
+
+def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
+    """Evaluate every active plan and emulated trailing stop of `symbol` at its newest price.
+    `outside_band_only`: the trailing run of a round, which has nothing to do if the newest price
+    is inside the band the leading run left."""
+    price = get_last_price(symbol)
+    if price is None or (outside_band_only and _inside_band(symbol, price)):
+        return
+    now = timezone.now()
+    follow_up, triggers = trailing.follow_trailing_orders(symbol=symbol, price=price)
+    plans = list(
+        PositionPlan.objects.filter(status=PlanStatus.ACTIVE, instrument__symbol=symbol).select_related(
+            "instrument", "position"
+        )
+    )
+    contexts = _contexts(plans)
+    for plan in plans:
+        wants_follow_up, trigger = _evaluate_plan(plan, contexts[plan.pk], price=price, now=now)
+        follow_up |= wants_follow_up
+        if trigger is not None:
+            triggers.append((plan.side == LONG, trigger))
+    _store_band(symbol, triggers)
+    if follow_up:
+        _schedule_follow_up(symbol)
+
+
+def _contexts(plans: list[PositionPlan]) -> dict[int, Context]:
+    """Stops, closes in flight and refusals for all the plans at once (a few queries, not per plan)."""
+    if not plans:
+        return {}
+    accounts = {plan.account_id for plan in plans}
+    instruments = {plan.instrument_id for plan in plans}
+    legs: dict[tuple[int, int], Order] = {}
+    for leg in (
+        Order.objects.filter(
+            account_id__in=accounts,
+            instrument_id__in=instruments,
+            role=OrderRole.STOP_LOSS,
+            status__in=LIVE_STATUSES,
+            group__kind="bracket",
+            group__status="active",
+        )
+        .select_related("instrument")
+        .order_by("pk")
+    ):
+        legs[(leg.account_id, leg.instrument_id)] = leg  # the newest wins, as in groups.protective_leg
+    closing: dict[tuple[int, int, str], int] = {}
+    for account_id, instrument_id, side, quantity, filled in Order.objects.filter(
+        account_id__in=accounts, instrument_id__in=instruments, status__in=OPEN_STATUSES, source__in=LIQUIDATING_SOURCES
+    ).values_list("account_id", "instrument_id", "side", "quantity", "filled_quantity"):
+        closing[(account_id, instrument_id, side)] = (
+            closing.get((account_id, instrument_id, side), 0) + quantity - filled
+        )
+    refusals = _record_refusals(plans, legs)
+    contexts = {}
+    for plan in plans:
+        exit_side = OrderSide.SELL if plan.side == LONG else OrderSide.BUY
+        contexts[plan.pk] = Context(
+            leg=legs.get((plan.account_id, plan.instrument_id)),
+            closing=closing.get((plan.account_id, plan.instrument_id, exit_side), 0),
+            refusals=refusals.get(plan.pk, 0),
+        )
+    return contexts
+
+
+def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Order]) -> dict[int, int]:
+    """Stop moves the broker refused (OrderEvent MODIFY_REJECTED on a plan's stop): each becomes a
+    FAILED plan event once, saying the old stop is still in force. Returns refusals per plan."""
+    plan_by_leg = {}
+    for plan in plans:
+        leg = legs.get((plan.account_id, plan.instrument_id))
+        if leg is not None and plan.position.quantity != 0:
+            plan_by_leg[leg.pk] = plan
+    if not plan_by_leg:
+        return {}
+    since = max(min(plan.created_at for plan in plans), timezone.now() - REFUSALS_LOOKBACK)
+    refused = list(
+        OrderEvent.objects.filter(
+            order_id__in=plan_by_leg,
+            type=OrderEventType.MODIFY_REJECTED,
+            created_at__gte=since,
+            payload__has_key="stop_price",
+        )
+    )
+    if not refused:
+        return {}
+    recorded = set(
+        PlanEvent.objects.filter(
+            plan__in=list(plan_by_leg.values()), kind=PlanEventKind.FAILED, payload__has_key="order_event"
+        ).values_list("payload__order_event", flat=True)
+    )
+    counts: dict[int, int] = {}
+    for event in refused:
+        plan = plan_by_leg[event.order_id]
+        if event.created_at < plan.created_at:
+            continue
+        counts[plan.pk] = counts.get(plan.pk, 0) + 1
+        if event.pk in recorded:
+            continue
+        leg = legs[(plan.account_id, plan.instrument_id)]
+        wanted = event.payload.get("stop_price", "?") if isinstance(event.payload, dict) else "?"
+        giving_up = counts[plan.pk] >= MAX_STOP_REFUSALS
+        _record(
+            plan,
+            PlanEventKind.FAILED,
+            f"Moving the stop to {wanted} was refused: {event.detail} The stop stays at {_stop_text(leg)}"
+            + ("; no more stop moves for this plan." if giving_up else "; asking again."),
+            order=leg,
+            payload={"order_event": event.pk, "action": "move_stop", "to": wanted, "refusals": counts[plan.pk]},
+        )
+    return counts
+
+
+def _stop_text(leg: Order) -> str:
+    return display_price(leg.stop_price, leg.instrument.tick_size) if leg.stop_price is not None else "none"
+
+
+def _market(plan: PositionPlan, context: Context, *, price: Decimal, now: datetime, held: int) -> Market:
+    stop = context.leg.stop_price if context.leg is not None else None
+    return Market(
+        price=price,
+        now=now,
+        tick_size=plan.instrument.tick_size,
+        open_quantity=abs(held),
+        closing_quantity=context.closing,
+        stop_price=stop,
+    )
+
+
+def _stop_blocked(context: Context) -> bool:
+    return context.leg is None or bool(context.leg.pending_change) or context.refusals >= MAX_STOP_REFUSALS
+
+
+def _trigger(plan: PositionPlan, state: PlanState, *, stop: Decimal | None, refusals: int) -> Decimal | None:
+    return next_trigger(
+        rules_of(plan),
+        state,
+        stop=stop,
+        tick_size=plan.instrument.tick_size,
+        stop_movable=refusals < MAX_STOP_REFUSALS,
+    )
+
+
+def _stop_in_force(leg: Order | None) -> Decimal | None:
+    """The stop as it stands or as asked of the broker (a move in flight is settled by a follow-up)."""
+    if leg is None:
+        return None
+    return Decimal(str(leg.pending_change["stop_price"])) if "stop_price" in leg.pending_change else leg.stop_price
+
+
+def _evaluate_plan(
+    plan: PositionPlan, context: Context, *, price: Decimal, now: datetime
+) -> tuple[bool, Decimal | None]:
+    """One plan, read without locks; it is locked only when it has something to do (a new best
+    price alone is one conditional UPDATE). Returns whether a follow-up evaluation is needed,
+    and the plan's next trigger price."""
+    held = plan.position.quantity
+    if held == 0 or (held > 0) != (plan.side == LONG):
+        return _carry_out(plan, context, price=price, now=now)
+    before = state_of(plan)
+    result = evaluate(rules_of(plan), before, _market(plan, context, price=price, now=now, held=held))
+    wants_stop_move = any(isinstance(a, MoveStop) for a in result.actions)
+    actions = [a for a in result.actions if not (isinstance(a, MoveStop) and _stop_blocked(context))]
+    waiting = wants_stop_move and context.leg is not None and bool(context.leg.pending_change)
+    if not actions and replace(result.state, best_price=before.best_price) == before:
+        if result.state.best_price != before.best_price:
+            better = (
+                Q(best_price__lt=result.state.best_price)
+                if plan.side == LONG
+                else Q(best_price__gt=result.state.best_price)
+            )
+            PositionPlan.objects.filter(Q(pk=plan.pk) & better).update(
+                best_price=result.state.best_price, updated_at=now
+            )
+        return waiting, _trigger(plan, result.state, stop=_stop_in_force(context.leg), refusals=context.refusals)
+    exits = any(isinstance(a, ExitPart | ExitAll) for a in actions)
+    follow_up, trigger = _carry_out(plan, context, price=price, now=now, exits=exits)
+    return follow_up or waiting, trigger
+
+
+def _carry_out(
+    unlocked: PositionPlan, seen: Context, *, price: Decimal, now: datetime, exits: bool = True
+) -> tuple[bool, Decimal | None]:
+    """Evaluate one plan again under its locks and carry out its actions through the order path.
+    `seen` is what the unlocked read found; closes in flight are read again only when it
+    wants an exit (close_position checks the quantity again under its own lock anyway).
+    Returns whether a follow-up evaluation is needed, and the plan's next trigger price."""
+    follow_up = False
+    refusals = seen.refusals
+    with transaction.atomic():
+        TradingAccount.objects.select_for_update(of=("self",)).get(pk=unlocked.account_id)
+        plan = PositionPlan.objects.select_for_update(of=("self",)).select_related("instrument").get(pk=unlocked.pk)
+        if plan.status != PlanStatus.ACTIVE:
+            return False, None
+        position = Position.objects.get(pk=plan.position_id)
+        held = position.quantity
+        if held == 0 or (held > 0) != (plan.side == LONG):
+            _end_plan(
+                plan,
+                PlanStatus.DONE,
+                "The position is flat: the plan is done." if held == 0 else "The position reversed: the plan is done.",
+                price=price,
+            )
+            return False, None
+        leg = groups.protective_leg(
+            account_id=plan.account_id, instrument_id=plan.instrument_id, role=OrderRole.STOP_LOSS
+        )
+        exit_side = OrderSide.SELL if plan.side == LONG else OrderSide.BUY
+        context = Context(
+            leg=leg,
+            closing=liquidating_quantity(account_id=plan.account_id, instrument_id=plan.instrument_id, side=exit_side)
+            if exits
+            else seen.closing,
+            refusals=refusals,
+        )
+        result: Evaluation = evaluate(
+            rules_of(plan), state_of(plan), _market(plan, context, price=price, now=now, held=held)
+        )
+        stop = _stop_in_force(leg)
+        for action in result.actions:
+            if isinstance(action, MoveStop):
+                if _stop_blocked(context):
+                    follow_up |= bool(leg is not None and leg.pending_change)
+                    continue
+                assert leg is not None
+                if asked := _move_stop(plan, leg, action, price=price):
+                    stop = action.price
+                # Asked or waiting for a move in flight: a follow-up settles it.
+                follow_up |= asked or _waiting_for_broker(leg)
+            elif isinstance(action, ExitPart):
+                _close(
+                    plan,
+                    position,
+                    action.quantity,
+                    PlanEventKind.PARTIAL_EXIT,
+                    price=price,
+                    detail=f"{action.r}R reached at {price}: closing {action.quantity} of {abs(held)}.",
+                    payload={"index": action.index, "r": str(action.r), "quantity": action.quantity},
+                )
+            elif isinstance(action, ExitAll):
+                _close(
+                    plan,
+                    position,
+                    action.quantity,
+                    PlanEventKind.TIME_EXIT,
+                    price=price,
+                    detail=f"Exit time {plan.exit_at.isoformat() if plan.exit_at else ''} reached: closing the "
+                    f"remaining {action.quantity}.",
+                    payload={"quantity": action.quantity},
+                )
+        _store_state(plan, result.state)
+        if not result.actions:
+            _publish_on_commit(plan, [])  # a flag changed (breakeven or trailing reached, the stop already there)
+    return follow_up, _trigger(plan, result.state, stop=stop, refusals=refusals)
+
+
+def _waiting_for_broker(leg: Order) -> bool:
+    return Order.objects.filter(pk=leg.pk).exclude(pending_change={}).exists()
+
+
+def _move_stop(plan: PositionPlan, leg: Order, action: MoveStop, *, price: Decimal) -> bool:
+    """Ask the broker to move the stop; True when asked (False: not possible now, or waiting)."""
+    kind = PlanEventKind.BREAKEVEN if action.reason == "breakeven" else PlanEventKind.TRAIL
+    try:
+        services.modify_order(
+            order=leg,
+            change=services.OrderChange(stop_price=action.price),
+            managed=True,
+            detail=f"Plan {plan.pk}: {action.detail}",
+        )
+    except services.ChangePending:
+        return False  # the move in flight settles first; the follow-up asks again
+    except DomainError as exc:
+        _record(
+            plan,
+            PlanEventKind.FAILED,
+            f"Moving the stop to {action.price} was not possible: {exc.detail} The stop stays at {_stop_text(leg)}.",
+            price=price,
+            order=leg,
+            payload={"action": "move_stop", "to": str(action.price), "code": exc.code},
+        )
+        return False
+    _record(
+        plan,
+        kind,
+        f"{action.detail} Stop {_stop_text(leg)} -> {action.price} (asked of the broker).",
+        price=price,
+        order=leg,
+        payload={"from": _stop_text(leg), "to": str(action.price)},
+    )
+    return True
+
+
+def _close(
+    plan: PositionPlan,
+    position: Position,
+    quantity: int,
+    kind: PlanEventKind,
+    *,
+    price: Decimal,
+    detail: str,
+    payload: dict[str, Any],
+) -> None:
+    try:
+        order = services.close_position(position=position, quantity=quantity, source=OrderSource.PLAN)
+    except DomainError as exc:
+        _record(
+            plan,
+            PlanEventKind.FAILED,
+            f"{detail} Not sent: {exc.detail}",
+            price=price,
+            payload={**payload, "action": kind, "code": exc.code},
+        )
+        return
+    _record(plan, kind, detail, price=price, order=order, payload=payload)
+
+
+# -- Reads for the API -------------------------------------------------------------------------------
+
+
+def latest_plan(*, position: Position) -> PositionPlan:
+    """The position's active plan, else its most recent one."""
+    plans = PositionPlan.objects.filter(position=position).select_related("instrument").prefetch_related("events")
+    plan = plans.filter(status=PlanStatus.ACTIVE).first() or plans.order_by("-created_at", "-id").first()
+    if plan is None:
+        raise PlanNotFound(f"Position {position.pk} has no plan.")
+    return plan
+
+
+def active_plan(*, position: Position) -> PositionPlan:
+    plan = PositionPlan.objects.filter(position=position, status=PlanStatus.ACTIVE).first()
+    if plan is None:
+        raise PlanNotFound(f"Position {position.pk} has no active plan.")
+    return plan
