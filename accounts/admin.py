@@ -137,6 +137,9 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
         if not change:
             obj.balance = obj.starting_balance
         super().save_model(request, obj, form, change)
+        if not change:
+            # A new account may only reduce exposure until compared with its broker: do it now.
+            request_reconciliation(accounts=[obj])
 
     def save_formset(self, request: HttpRequest, form: object, formset: object, change: bool) -> None:
         if formset.model is not AccountMembership:  # type: ignore[attr-defined]

@@ -96,4 +96,10 @@ def seed_demo() -> DemoSummary:
     for contract in VenueContract.objects.filter(is_listed=True):
         if venue.market_price(contract.symbol) is None:
             feed.publish_price(symbol=contract.symbol, price=contract.start_price)
+    # Compared with the venue once now, so the demo can trade before the first beat run
+    # (an account never reconciled may only reduce exposure).
+    from orders.reconciliation import ReconciliationTrigger, reconcile_account  # the order layer, above accounts
+
+    for account in TradingAccount.objects.filter(broker_connection=connection):
+        reconcile_account(account_id=account.pk, trigger=ReconciliationTrigger.SEED)
     return summary

@@ -184,6 +184,8 @@ class OwnStack:
             "SESSION_COOKIE_SECURE": "0",
             "CSRF_COOKIE_SECURE": "0",
             "PAPER_BROKER_ENABLED": "1",
+            # No beat runs in a bench stack to keep reconciliations fresh: no gate on them.
+            "RECONCILIATION_MAX_AGE_SECONDS": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
@@ -647,12 +649,14 @@ def join_stack_in_process(stack: OwnStack) -> None:
 
 def spawn_procfile_workers(stack: OwnStack, *, workers: int, senders: int, sender_pool: str = "prefork") -> None:
     """The Celery workers as the Procfile runs them: one on the "celery" and "reconcile" queues
-    (risk, plans, everything else), one on "orders" (sends, cancels, modifies)."""
+    (risk, plans, everything else), one on "orders" (sends, cancels, modifies), one on "events"
+    (what the broker pushes)."""
     celery = str(Path(sys.executable).parent / "celery")
     common = ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
     for name, queues, pool, concurrency in (
         ("worker", "celery,reconcile", "prefork", workers),
         ("sender", "orders", sender_pool, senders),
+        ("stream", "events", "prefork", 2),
     ):
         stack.spawn(
             name,

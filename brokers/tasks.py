@@ -6,7 +6,7 @@ from brokers import services
 from orders import services as order_services
 
 
-@shared_task
+@shared_task(acks_late=True)
 def ingest_broker_events_task(connection_id: int, events: list[dict]) -> None:
     order_services.ingest_broker_events(connection_id=connection_id, events=events)
 

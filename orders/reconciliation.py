@@ -72,6 +72,7 @@ class ReconciliationTrigger(StrEnum):
     STARTUP = "startup"  # a Celery worker started
     BEAT = "beat"
     STAFF = "staff"
+    SEED = "seed"  # seed_demo, so the demo trades at once
 
 
 # -- Entry points ------------------------------------------------------------------------------

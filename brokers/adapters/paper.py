@@ -89,19 +89,14 @@ def parse_events(events: Sequence[dict[str, Any]]) -> list[Report]:
 def deliver_venue_events(stream_key: str, events: list[dict[str, Any]]) -> None:
     """The venue's push channel (its "user stream"), for the connection whose id is `stream_key`.
 
-    Events are applied in the process the venue ran in, as a streaming broker's callbacks would
-    be, saving a queue hop on every fill. If that fails, a worker retries them: applying is
-    idempotent (fills by fill id, statuses by the state table).
+    As a real broker's stream is read by a listener of its own, the events are applied by a
+    worker on the `events` queue, never by the process that called the venue: a sender goes on
+    to its next order instead of booking this one's fill and publishing it. Applying is
+    idempotent (fills by fill id, statuses by the state table), so a redelivery is harmless.
     """
-    from orders.services import apply_broker_reports  # the one ingestion path; imported late (cycle)
+    from brokers.tasks import ingest_broker_events_task  # imported late: tasks import the order services
 
-    try:
-        apply_broker_reports(connection_id=int(stream_key), reports=parse_events(events))
-    except Exception:
-        logger.exception("Applying paper venue events failed; a worker will retry them")
-        from brokers.tasks import ingest_broker_events_task
-
-        ingest_broker_events_task.delay(int(stream_key), events)
+    ingest_broker_events_task.delay(int(stream_key), events)
 
 
 class PaperBroker:

@@ -152,9 +152,11 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # mark-to-market run (the flatten orders of a breach least of all). A worker started without -Q
 # takes both queues; the Procfile runs one worker per queue.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("orders"), Queue("reconcile"))
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("orders"), Queue("events"), Queue("reconcile"))
 CELERY_TASK_ROUTES = {
     "orders.tasks.send_*": {"queue": "orders"},
+    # What brokers push (acks, fills): booked by a listener of its own, off the send path.
+    "brokers.tasks.ingest_broker_events_task": {"queue": "events"},
     # Whole-account comparisons are slow broker round trips: never in front of risk or sends.
     "orders.tasks.reconcile_all_connections_task": {"queue": "reconcile"},
     "orders.tasks.reconcile_connection_task": {"queue": "reconcile"},
