@@ -71,8 +71,11 @@ def oco_link(order: Order) -> str | None:
 # -- Creating groups ------------------------------------------------------------------------------
 
 
-def attach_bracket(*, entry: Order, spec: BracketSpec, created_by: User | None) -> OrderGroup:
-    """Store the group and its HELD legs with a new entry (the caller's transaction)."""
+def attach_bracket(
+    *, entry: Order, spec: BracketSpec, created_by: User | None, plan: dict[str, object] | None = None
+) -> OrderGroup:
+    """Store the group and its HELD legs with a new entry (the caller's transaction); `plan`
+    (already validated) starts on the position when the entry fills."""
     group = OrderGroup.objects.create(
         account=entry.account,
         instrument=entry.instrument,
@@ -83,6 +86,7 @@ def attach_bracket(*, entry: Order, spec: BracketSpec, created_by: User | None) 
         take_profit_price=spec.take_profit.price if spec.take_profit else None,
         take_profit_ticks=spec.take_profit.ticks if spec.take_profit else None,
         native_oco=links_natively(entry.account),
+        plan=plan or {},
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
     entry.group, entry.role = group, OrderRole.ENTRY

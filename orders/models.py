@@ -79,6 +79,11 @@ class OrderGroup(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged", help_text="Scale-ins."
     )
+    plan = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A position plan to start when the entry fills (fields of POST /api/v1/positions/{id}/plan/).",
+    )
     detail = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="order_groups"

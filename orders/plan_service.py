@@ -376,20 +376,22 @@ def start_default_plans(*, account: TradingAccount, instrument_ids: set[int]) ->
     if not instrument_ids - managed:
         return  # every position here is managed: the usual case of a fill or a stop move confirmed
     default = Program.objects.filter(pk=account.program_id).values_list("default_position_plan", flat=True).first()
-    if not default:
-        return
     for position in Position.objects.open().filter(account=account, instrument_id__in=instrument_ids - managed):
         if PositionPlan.objects.filter(position=position, created_at__gte=position.opened_at).exists():
             continue
+        # The plan the trader sent with the bracket (order ticket or API) wins over the program's.
+        context = groups.position_context(account_id=account.pk, instrument_id=position.instrument_id)
+        entry = context.legs.filter(role=OrderRole.ENTRY).first() if context is not None and context.plan else None
+        spec, source = (context.plan, entry.source if entry else "api") if entry else (default, "program")
+        if not spec:
+            continue
         try:
-            # A savepoint: a default that cannot start must never undo the fills being applied.
+            # A savepoint: a plan that cannot start must never undo the fills being applied.
             with transaction.atomic():
-                request = parse_plan_request(default, now=timezone.now())
-                attach_plan(position=position, request=request, source="program")
+                request = parse_plan_request(spec, now=timezone.now())
+                attach_plan(position=position, request=request, source=source)
         except DomainError as exc:
-            logger.warning(
-                "Default plan of program %s not started on position %s: %s", account.program_id, position.pk, exc.detail
-            )
+            logger.warning("Plan (%s) not started on position %s: %s", source, position.pk, exc.detail)
 
 
 # -- Evaluating at a price -----------------------------------------------------------------------

@@ -69,6 +69,7 @@ from orders.domain import (
 )
 from orders.events import move_order, record_event
 from orders.models import Fill, Order, OrderGroup, Position
+from orders.plans import parse_plan_request
 from orders.realtime import publish_fill_on_commit, publish_order_on_commit
 from orders.selectors import liquidating_quantity, opposite_working_quantity
 from risk import services as risk_services
@@ -118,7 +119,9 @@ def new_client_order_id() -> str:
     return "pd-" + _b32(uuid.uuid4().bytes + uuid.uuid4().bytes)
 
 
-def request_fingerprint(*, account_id: int, intent: OrderIntent, bracket: BracketSpec | None = None) -> str:
+def request_fingerprint(
+    *, account_id: int, intent: OrderIntent, bracket: BracketSpec | None = None, plan: dict[str, Any] | None = None
+) -> str:
     fields = (
         account_id,
         intent.symbol,
@@ -131,6 +134,7 @@ def request_fingerprint(*, account_id: int, intent: OrderIntent, bracket: Bracke
         intent.trail_amount,
         intent.position_effect,
         bracket,
+        sorted((plan or {}).items(), key=repr),
     )
     return hashlib.sha256(repr(fields).encode()).hexdigest()
 
@@ -174,24 +178,34 @@ def submit_order(
     client_order_id: str | None = None,
     bracket: BracketSpec | None = None,
     group: tuple[OrderGroup, OrderRole] | None = None,
+    plan: dict[str, Any] | None = None,
 ) -> SubmitOutcome:
     """Validate, risk-check and store an order, then send it after commit.
 
     A denied order is stored as DENIED with its denials and never sent. Giving a deterministic
     `client_order_id` makes the call idempotent: the same id with the same request returns the
     first order, with a different request raises IdempotencyConflict. With `bracket`, the
-    stop loss and take profit are stored with it, held until it fills (orders.groups).
+    stop loss and take profit are stored with it, held until it fills (orders.groups); with
+    `plan` too, that position plan starts when it fills (R from the bracket's stop).
     """
     instrument = resolve_instrument(intent.symbol)
     intent = validate_order_intent(
         replace(intent, symbol=instrument.symbol, is_automated=source in AUTOMATED_SOURCES),
         tick_size=instrument.tick_size,
     )
+    if plan is not None:
+        if bracket is None or bracket.stop_loss is None:
+            raise InvalidOrder(
+                "A plan goes with a bracket that has a stop loss: R is measured from it.",
+                code="plan_needs_stop",
+                field="plan",
+            )
+        parse_plan_request(plan, now=timezone.now())  # refused now, not when the entry fills
     if bracket is not None:
         bracket, intent = _checked_bracket(intent, bracket, instrument)
     if intent.order_type == OrderType.TRAILING_STOP:
         intent = _with_trailing_start(intent, instrument)
-    fingerprint = request_fingerprint(account_id=account.pk, intent=intent, bracket=bracket)
+    fingerprint = request_fingerprint(account_id=account.pk, intent=intent, bracket=bracket, plan=plan)
     if client_order_id and (existing := _replay(client_order_id, fingerprint)):
         return SubmitOutcome(existing, created=False)
     _check_connection_ready(account.broker_connection)
@@ -225,7 +239,7 @@ def submit_order(
                 move_order(order, OrderStatus.DENIED, OrderEventType.DENIED, detail=order.reason, payload=order.denials)
             else:
                 if bracket is not None:
-                    groups.attach_bracket(entry=order, spec=bracket, created_by=created_by)
+                    groups.attach_bracket(entry=order, spec=bracket, created_by=created_by, plan=plan or {})
                 # On-commit callbacks run in order: the send goes first, the live update after it.
                 tasks.send_order_to_broker_task.delay_on_commit(order.pk)
                 publish_order_on_commit(order)

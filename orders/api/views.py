@@ -95,6 +95,12 @@ class OrderInputSerializer(OrderTermsSerializer):
     account = serializers.IntegerField(error_messages={"invalid": "account must be an account id (a number)."})
     stop_loss = LevelInputField(required=False, allow_null=True, default=None)
     take_profit = LevelInputField(required=False, allow_null=True, default=None)
+    plan = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A position plan ({} for the defaults) started when the entry fills; needs a stop_loss.",
+    )
     source = serializers.ChoiceField(choices=HUMAN_SOURCES, default=OrderSource.API)
 
     def bracket(self) -> BracketSpec | None:
@@ -139,6 +145,7 @@ class OrderListCreateApi(generics.ListAPIView):
             account=account,
             intent=intent_from(fields),
             bracket=data.bracket(),
+            plan=fields["plan"],
             source=OrderSource(fields["source"]),
             created_by=request.user,
             client_order_id=_client_order_id_from_key(request),

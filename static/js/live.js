@@ -184,6 +184,9 @@
     // A bracket: the stop loss and take profit go out when the entry fills, in ticks from its fill.
     if (fields.get("stop_loss_ticks")) body.stop_loss = { ticks: Number(fields.get("stop_loss_ticks")) };
     if (fields.get("take_profit_ticks")) body.take_profit = { ticks: Number(fields.get("take_profit_ticks")) };
+    // Manage: the default plan (partial exits at R multiples) plus breakeven once 1R is reached.
+    if (fields.get("plan") && body.stop_loss) body.plan = { breakeven_after_ticks: body.stop_loss.ticks };
+    else if (fields.get("plan")) body.plan = {};
     const result = await api("POST", "/api/v1/orders/", body);
     say(form, result.ok ? `Order ${result.data.id} ${result.data.status}` : result.data.detail || `Error ${result.status}`, result.ok);
   });

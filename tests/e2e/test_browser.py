@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from accounts.services import grant_account_access, open_trading_account
 from brokers.adapters.paper import PaperBroker
 from brokers.paper.models import VenueOrder
+from orders.models import PositionPlan
 from risk.services import halt_account
 from tests.conftest import load_cme_instruments, token_for
 from tests.factories import BrokerConnectionFactory, ProgramFactory, StaffFactory, UserFactory
@@ -194,6 +195,7 @@ def test_bracket_from_the_ticket_puts_its_stop_and_target_at_the_venue(live_stac
     ticket.get_by_label("Quantity").fill("1")
     ticket.get_by_label("Stop loss ticks").fill("8")
     ticket.get_by_label("Take profit ticks").fill("12")
+    ticket.get_by_label("Manage").check()
     ticket.get_by_role("button", name="Buy").click()
     expect(ticket.locator(".ticket-result")).to_have_text(re.compile(r"^Order \d+ \w+$"))
 
@@ -203,6 +205,9 @@ def test_bracket_from_the_ticket_puts_its_stop_and_target_at_the_venue(live_stac
     expect(orders.locator('tr[data-role="stop_loss"]')).to_contain_text("stop 4998.00")
     at_venue = VenueOrder.objects.filter(account__ref=alice_account.broker_account_id, status="working")
     assert sorted(at_venue.values_list("order_type", flat=True)) == ["limit", "stop"]
+    # "Manage": the position is under a plan from the ticket, R from the 8-tick stop.
+    plan = PositionPlan.objects.get(account=alice_account)
+    assert (plan.source, plan.initial_stop_price, plan.breakeven_after_ticks) == ("ticket", Decimal("4998.00"), 8)
 
 
 def test_halted_account_ticket_shows_the_refusal(live_stack, world, page):  # type: ignore[no-untyped-def]

@@ -187,3 +187,46 @@ def test_oco_on_another_traders_account_is_not_found(bob_api, alice_account):
 
     assert response.status_code == 404
     assert not Order.objects.exists()
+
+
+def test_a_plan_sent_with_the_bracket_starts_when_the_entry_fills(alice_api, alice_account, paper, commit):
+    from orders.models import PositionPlan
+
+    body = order_body(
+        alice_account, quantity=2, stop_loss={"ticks": 8}, plan={"breakeven_after_ticks": 8}, source="ticket"
+    )
+    with commit():
+        response = alice_api.post("/api/v1/orders/", body, format="json")
+
+    assert response.status_code == 201
+    plan = PositionPlan.objects.get(account=alice_account)
+    assert (plan.source, plan.side, plan.entry_price, plan.initial_stop_price) == (
+        "ticket",
+        "long",
+        Decimal("5000.00"),
+        Decimal("4998.00"),
+    )
+    assert (plan.breakeven_after_ticks, plan.initial_quantity) == (8, 2)
+    assert [p["r"] for p in plan.partial_exits] == ["1.5", "2.5", "4"]  # the defaults
+    with commit():
+        paper.price("MESZ6", "5002.00")  # +8 ticks: breakeven
+    stop = Order.objects.get(group_id=response.json()["group"], role="stop_loss")
+    assert VenueOrder.objects.get(client_order_id=stop.client_order_id).stop_price == Decimal("5000.00")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"plan": {}}, "plan_needs_stop"),  # no bracket stop to measure R from
+        ({"stop_loss": {"ticks": 8}, "plan": {"partial_exits": [{"r": "1", "percent": 120}]}}, None),
+        ({"stop_loss": {"ticks": 8}, "plan": {"bogus": 1}}, "unknown_field"),
+    ],
+)
+def test_a_bad_plan_with_the_order_is_refused_and_nothing_stored(alice_api, alice_account, extra, code):
+    response = alice_api.post("/api/v1/orders/", order_body(alice_account, **extra), format="json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"]
+    if code:
+        assert response.json()["code"] == code
+    assert not Order.objects.exists() and not OrderGroup.objects.exists()
