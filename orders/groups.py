@@ -71,6 +71,41 @@ def oco_link(order: Order) -> str | None:
 # -- Creating groups ------------------------------------------------------------------------------
 
 
+def _held_leg(
+    group: OrderGroup,
+    *,
+    role: str,
+    side: str,
+    quantity: int,
+    price: Decimal | None,
+    client_order_id: str,
+    time_in_force: str,
+    source: str,
+    created_by: User | None,
+    detail: str = "",
+) -> Order:
+    """A stop-loss (stop) or take-profit (limit) leg stored HELD, released by sync_groups."""
+    is_stop = role == OrderRole.STOP_LOSS
+    leg = Order.objects.create(
+        client_order_id=client_order_id,
+        account_id=group.account_id,
+        instrument_id=group.instrument_id,
+        side=side,
+        quantity=quantity,
+        order_type=OrderType.STOP if is_stop else OrderType.LIMIT,
+        stop_price=price if is_stop else None,
+        limit_price=None if is_stop else price,
+        time_in_force=time_in_force,
+        source=source,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        status=OrderStatus.HELD,
+        group=group,
+        role=role,
+    )
+    record_event(leg, OrderEventType.CREATED, to_status=OrderStatus.HELD, detail=detail, actor=created_by)
+    return leg
+
+
 def attach_bracket(
     *, entry: Order, spec: BracketSpec, created_by: User | None, plan: dict[str, object] | None = None
 ) -> OrderGroup:
@@ -94,29 +129,17 @@ def attach_bracket(
     for role, level in ((OrderRole.STOP_LOSS, spec.stop_loss), (OrderRole.TAKE_PROFIT, spec.take_profit)):
         if level is None:
             continue
-        is_stop = role == OrderRole.STOP_LOSS
-        leg = Order.objects.create(
-            client_order_id=services.client_order_id_for(scope=entry.client_order_id, key=role),
-            account=entry.account,
-            instrument=entry.instrument,
+        _held_leg(
+            group,
+            role=role,
             side=exit_side(entry.side),
             quantity=entry.quantity,
-            order_type=OrderType.STOP if is_stop else OrderType.LIMIT,
-            stop_price=level.price if is_stop else None,
-            limit_price=None if is_stop else level.price,
+            price=level.price,
+            client_order_id=services.client_order_id_for(scope=entry.client_order_id, key=role),
             time_in_force=entry.time_in_force,
             source=entry.source,
             created_by=entry.created_by,
-            status=OrderStatus.HELD,
-            group=group,
-            role=role,
-        )
-        record_event(
-            leg,
-            OrderEventType.CREATED,
-            to_status=OrderStatus.HELD,
             detail="Held until the entry fills." if level.price else f"{level.ticks} ticks from the entry's fill.",
-            actor=created_by,
         )
     return group
 
@@ -332,24 +355,18 @@ def _replace_filled_leg(context: OrderGroup, legs: list[Order], role: str, *, qu
     """A leg filled in full while the position is still open (it grew meanwhile): the rest of
     the position gets a new leg at the same price, so it is never left without its stop."""
     last = [leg for leg in legs if leg.role == role][-1]
-    leg = Order.objects.create(
-        client_order_id=services.client_order_id_for(scope=last.client_order_id, key="again"),
-        account_id=last.account_id,
-        instrument=last.instrument,
+    return _held_leg(
+        context,
+        role=role,
         side=last.side,
         quantity=quantity,
-        order_type=last.order_type,
-        stop_price=last.stop_price,
-        limit_price=last.limit_price,
+        price=last.stop_price if role == OrderRole.STOP_LOSS else last.limit_price,
+        client_order_id=services.client_order_id_for(scope=last.client_order_id, key="again"),
         time_in_force=last.time_in_force,
         source=last.source,
         created_by=last.created_by,
-        status=OrderStatus.HELD,
-        group=context,
-        role=role,
+        detail=f"Replaces {last.client_order_id}.",
     )
-    record_event(leg, OrderEventType.CREATED, to_status=OrderStatus.HELD, detail=f"Replaces {last.client_order_id}.")
-    return leg
 
 
 def _release(leg: Order, *, quantity: int) -> None:
@@ -450,21 +467,16 @@ def protect_position(
                         order=leg, change=services.OrderChange(**{field: price}), actor=created_by, managed=True
                     )
                 continue
-            leg = Order.objects.create(
-                client_order_id=services.new_client_order_id(),
-                account=account,
-                instrument=position.instrument,
+            _held_leg(
+                context,
+                role=role,
                 side=OrderSide.SELL if position.quantity > 0 else OrderSide.BUY,
                 quantity=abs(position.quantity),
-                order_type=OrderType.STOP if role == OrderRole.STOP_LOSS else OrderType.LIMIT,
+                price=price,
+                client_order_id=services.new_client_order_id(),
                 time_in_force="gtc",
                 source=source,
-                created_by=created_by if created_by is not None and created_by.is_authenticated else None,
-                status=OrderStatus.HELD,
-                group=context,
-                role=role,
-                **{field: price},
+                created_by=created_by,
             )
-            record_event(leg, OrderEventType.CREATED, to_status=OrderStatus.HELD, actor=created_by)
         sync_groups(account=account, instrument_ids={position.instrument_id})
     return context

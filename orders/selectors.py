@@ -3,7 +3,7 @@
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -15,7 +15,7 @@ from brokers.market_data import get_last_prices
 from brokers.models import Instrument
 from config.errors import NotFoundError
 from orders.domain import LIQUIDATING_SOURCES, OPEN_STATUSES, PROTECTIVE_ROLES, unrealized_pnl
-from orders.models import Fill, Order, Position
+from orders.models import Fill, Order, Position, ReconciliationOutcome, ReconciliationRun
 from risk.trading_day import trade_date_for
 
 
@@ -129,6 +129,25 @@ def opposite_working_quantity(*, account_id: int, instrument_id: int, side: str)
         .values_list("quantity", "filled_quantity")
     )
     return sum(quantity - filled for quantity, filled in rows)
+
+
+@dataclass(frozen=True)
+class ReconciliationRecord:
+    last_good_at: datetime | None  # start of the newest run that did not fail
+    failed_at: datetime | None  # start of the newest run, when it failed
+    error: str
+
+
+def reconciliation_record(account_id: int) -> ReconciliationRecord:
+    """Where the account stands with its broker, for the pre-trade gate (two indexed reads)."""
+    runs = ReconciliationRun.objects.filter(account_id=account_id)
+    last = runs.values("outcome", "started_at", "error").first()
+    failed = last is not None and last["outcome"] == ReconciliationOutcome.FAILED
+    return ReconciliationRecord(
+        last_good_at=runs.exclude(outcome=ReconciliationOutcome.FAILED).values_list("started_at", flat=True).first(),
+        failed_at=last["started_at"] if failed else None,
+        error=last["error"] if failed else "",
+    )
 
 
 # -- Valuation -----------------------------------------------------------------------------

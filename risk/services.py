@@ -15,9 +15,8 @@ from brokers.models import Instrument
 from config.redis_client import get_redis, key
 from orders import plan_service
 from orders.domain import OrderIntent, OrderSide
-from orders.models import ReconciliationOutcome, ReconciliationRun
 from orders.realtime import publish_account_on_commit
-from orders.selectors import accounts_exposed_to, open_orders
+from orders.selectors import accounts_exposed_to, open_orders, reconciliation_record
 from risk import tasks
 from risk.domain import RiskRule
 from risk.rules import AccountSnapshot, Denial, ReconciliationStatus, evaluate_pre_trade
@@ -54,15 +53,12 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
     state = assessment.state
     reconciliation = ReconciliationStatus()
     if settings.RECONCILIATION_MAX_AGE is not None:  # the gate costs two indexed reads, only when on
-        runs = ReconciliationRun.objects.filter(account=account)
-        last = runs.values("outcome", "started_at", "error").first()
-        failed = last is not None and last["outcome"] == ReconciliationOutcome.FAILED
-        good = runs.exclude(outcome=ReconciliationOutcome.FAILED)
+        record = reconciliation_record(account.pk)
         reconciliation = ReconciliationStatus(
             max_age=settings.RECONCILIATION_MAX_AGE,
-            last_good_at=good.values_list("started_at", flat=True).first(),
-            failed_at=last["started_at"] if failed else None,
-            error=last["error"] if failed else "",
+            last_good_at=record.last_good_at,
+            failed_at=record.failed_at,
+            error=record.error,
         )
     return AccountSnapshot(
         status=AccountStatus(account.status),

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +146,13 @@ def world():  # type: ignore[no-untyped-def]
         grant_account_access(user=user, account=account)
         accounts[user.username] = account
     return {"alice": alice, "bob": bob, "staff": staff, "accounts": accounts}
+
+
+def wait_for(predicate: Callable[[], bool], what: str, logs: Callable[[], str], timeout: float = 20.0) -> None:
+    """Poll `predicate` (the stack works asynchronously); on timeout fail with the stack's logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"Timed out waiting for {what}.\n{logs()}")

@@ -2,7 +2,6 @@
 its entry fills and its stop closes the position; an OCO pair touched in one move fills once."""
 
 import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
@@ -11,17 +10,9 @@ import pytest
 from brokers.paper.models import VenueOrder
 from orders.models import Order, OrderGroup, Position
 from tests.conftest import token_for
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate: Callable[[], bool], what: str, logs: Callable[[], str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Timed out waiting for {what}.\n{logs()}")
 
 
 def clients(live_stack, world) -> tuple[httpx.Client, httpx.Client]:  # type: ignore[no-untyped-def]

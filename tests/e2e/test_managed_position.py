@@ -5,7 +5,6 @@ Everything goes through the REST API and the paper market (POST /api/v1/sim/pric
 does the rest. Outcomes are read at the venue and in our books after each step.
 """
 
-import time
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -15,18 +14,10 @@ import pytest
 from brokers.paper.models import VenueOrder
 from orders.models import Order, PositionPlan
 from tests.conftest import token_for
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 D = Decimal
-
-
-def wait_for(predicate: Callable[[], bool], what: str, logs: Callable[[], str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Timed out waiting for {what}.\n{logs()}")
 
 
 def working_stop(account) -> VenueOrder | None:  # type: ignore[no-untyped-def]
