@@ -7,6 +7,7 @@ Idempotent: running it again updates what exists and creates only what is missin
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -48,6 +49,27 @@ class DemoSummary:
     tokens: dict[str, str] = field(default_factory=dict)
     accounts: list[str] = field(default_factory=list)
     instruments: list[str] = field(default_factory=list)
+    # A webhook URL path for the demo strategy: shown once, when the strategy is first created.
+    webhook_path: str | None = None
+
+
+DEMO_STRATEGY = "Demo TradingView alerts"
+
+
+def _demo_strategy(owner: AbstractBaseUser) -> str | None:
+    """Alice's strategy, followed by her accounts (1 contract each); its webhook token is issued
+    (and returned) only when the strategy is created: only its hash is kept."""
+    from signals_in import strategies  # signals in sit above accounts; the demo wires them together
+    from signals_in.models import Strategy, Subscription
+
+    strategy = Strategy.objects.filter(name=DEMO_STRATEGY).first()
+    issued = None
+    if strategy is None:
+        strategy = strategies.create_strategy(name=DEMO_STRATEGY, owner=owner, description="Demo: post alerts here.")
+        issued = strategies.issue_webhook_token(strategy=strategy, label="demo")
+    for account in TradingAccount.objects.filter(memberships__user=owner):
+        Subscription.objects.get_or_create(strategy=strategy, account=account)
+    return issued.path if issued else None
 
 
 def seed_demo() -> DemoSummary:
@@ -91,6 +113,7 @@ def seed_demo() -> DemoSummary:
             if not AccountMembership.objects.filter(account=account, user=users[trader]).exists():
                 grant_account_access(user=users[trader], account=account)
             summary.accounts.append(f"{name} ({trader})")
+        summary.webhook_path = _demo_strategy(users["alice"])
 
     # Opening prices, so market orders fill before the simulator has ticked.
     for contract in VenueContract.objects.filter(is_listed=True):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from brokers import bars
 from brokers.realtime import publish_quote
 from config.redis_client import get_redis, key
 
@@ -16,8 +17,11 @@ def _prices_key() -> str:
 
 def record_last_price(*, symbol: str, price: Decimal, at: datetime | None = None) -> None:
     at = at or timezone.now()
-    redis = get_redis()
-    redis.hset(_prices_key(), mapping={symbol: str(price), f"{symbol}@": at.isoformat()})
+    # One round trip: the last price and the current one-minute bar (brokers.bars) together.
+    pipeline = get_redis().pipeline(transaction=False)
+    pipeline.hset(_prices_key(), mapping={symbol: str(price), f"{symbol}@": at.isoformat()})
+    bars.add_price(pipeline, symbol=symbol, price=price, at=at)
+    pipeline.execute()
     publish_quote(symbol=symbol, price=price, at=at)
 
 

@@ -1,5 +1,6 @@
 """Instruments we can trade and the broker connections accounts trade through."""
 
+from datetime import date
 from decimal import Decimal
 
 from django.db import models
@@ -29,9 +30,16 @@ class InstrumentQuerySet(models.QuerySet["Instrument"]):
         today = timezone.now().date()
         return self.filter(is_active=True).filter(Q(expires_on__isnull=True) | Q(expires_on__gte=today))
 
-    def front_of(self, root: str) -> "InstrumentQuerySet":
-        """The contract(s) of a root in roll order: the front month first."""
-        return self.tradable().filter(root=root.upper()).order_by("expires_on", "symbol")
+    def front_of(self, root: str, *, on: date | None = None) -> "InstrumentQuerySet":
+        """The contract(s) of a root in roll order, the front month first: contracts past their
+        roll date (the roll table: `rolls_on`) are no longer the front."""
+        on = on or timezone.localdate()
+        return (
+            self.tradable()
+            .filter(root=root.upper())
+            .filter(Q(rolls_on__isnull=True) | Q(rolls_on__gt=on))
+            .order_by("expires_on", "symbol")
+        )
 
 
 class Instrument(models.Model):
@@ -56,6 +64,12 @@ class Instrument(models.Model):
         max_length=32, default="cme_globex", help_text="Name of the trading-hours template for this product."
     )
     expires_on = models.DateField(null=True, blank=True, help_text="Last trade date; blank for no expiry.")
+    rolls_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="From this date the next contract is the front month (continuous symbols such as NQ1! map "
+        "there); blank: at expiry.",
+    )
     is_active = models.BooleanField(default=True)
 
     objects = InstrumentQuerySet.as_manager()
@@ -125,3 +139,25 @@ class BrokerConnection(models.Model):
     @property
     def has_credentials(self) -> bool:
         return bool(self.credentials)
+
+
+class Bar(models.Model):
+    """One OHLC bar of an instrument's prices (built from the last prices we see; see brokers.bars)."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="bars")
+    interval_seconds = models.PositiveIntegerField(default=60)
+    start = models.DateTimeField()
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    ticks = models.PositiveIntegerField(default=0, help_text="Price updates seen in the bar.")
+
+    class Meta:
+        ordering = ["instrument", "interval_seconds", "-start"]
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "interval_seconds", "start"], name="bar_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument} {self.interval_seconds}s {self.start:%Y-%m-%d %H:%M}"

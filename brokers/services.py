@@ -56,6 +56,7 @@ INSTRUMENT_FIELDS = (
     "mini_equivalent",
     "trading_hours",
     "expires_on",
+    "rolls_on",
 )
 
 

@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("config.api.urls")),
+    path("webhooks/", include("signals_in.urls")),
     path("", include("dashboards.urls")),
 ]

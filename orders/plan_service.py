@@ -27,6 +27,7 @@ from brokers.market_data import get_last_price
 from brokers.ticks import display_price
 from config.errors import DomainError, NotFoundError
 from config.redis_client import get_redis, key
+from config.representation import represent, represent_many
 from orders import groups, services, tasks, trailing
 from orders.domain import (
     LIQUIDATING_SOURCES,
@@ -236,7 +237,7 @@ def _publish_on_commit(plan: PositionPlan, events: list[PlanEvent]) -> None:
     (built from the objects in hand: no queries on the evaluation's path; the API has them all)."""
 
     def publish() -> None:
-        data = {**PlanStateSerializer(plan).data, "events": PlanEventSerializer(events, many=True).data}
+        data = {**represent(PlanStateSerializer, plan), "events": represent_many(PlanEventSerializer, events)}
         publish_account_event(plan.account_id, "plan.updated", data)
 
     on_commit(publish)
@@ -421,11 +422,20 @@ def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
         )
     )
     contexts = _contexts(plans)
+    stop_moves: list[PositionPlan] = []
     for plan in plans:
-        wants_follow_up, trigger = _evaluate_plan(plan, contexts[plan.pk], price=price, now=now)
+        decided = _evaluate_plan(plan, contexts[plan.pk], price=price, now=now)
+        if decided is None:
+            stop_moves.append(plan)
+            continue
+        wants_follow_up, trigger = decided
         follow_up |= wants_follow_up
         if trigger is not None:
             triggers.append((plan.side == LONG, trigger))
+    if stop_moves:
+        wants_follow_up, moved_triggers = _move_stops_together(stop_moves, contexts, price=price, now=now)
+        follow_up |= wants_follow_up
+        triggers.extend(moved_triggers)
     _store_band(symbol, triggers)
     if follow_up:
         _schedule_follow_up(symbol)
@@ -437,20 +447,7 @@ def _contexts(plans: list[PositionPlan]) -> dict[int, Context]:
         return {}
     accounts = {plan.account_id for plan in plans}
     instruments = {plan.instrument_id for plan in plans}
-    legs: dict[tuple[int, int], Order] = {}
-    for leg in (
-        Order.objects.filter(
-            account_id__in=accounts,
-            instrument_id__in=instruments,
-            role=OrderRole.STOP_LOSS,
-            status__in=LIVE_STATUSES,
-            group__kind="bracket",
-            group__status="active",
-        )
-        .select_related("instrument")
-        .order_by("pk")
-    ):
-        legs[(leg.account_id, leg.instrument_id)] = leg  # the newest wins, as in groups.protective_leg
+    legs = _stop_legs(accounts, instruments)
     closing: dict[tuple[int, int, str], int] = {}
     for account_id, instrument_id, side, quantity, filled in Order.objects.filter(
         account_id__in=accounts, instrument_id__in=instruments, status__in=OPEN_STATUSES, source__in=LIQUIDATING_SOURCES
@@ -468,6 +465,25 @@ def _contexts(plans: list[PositionPlan]) -> dict[int, Context]:
             refusals=refusals.get(plan.pk, 0),
         )
     return contexts
+
+
+def _stop_legs(accounts: set[int], instruments: set[int]) -> dict[tuple[int, int], Order]:
+    """The live stop of each (account, instrument) position context, in one query."""
+    legs: dict[tuple[int, int], Order] = {}
+    for leg in (
+        Order.objects.filter(
+            account_id__in=accounts,
+            instrument_id__in=instruments,
+            role=OrderRole.STOP_LOSS,
+            status__in=LIVE_STATUSES,
+            group__kind="bracket",
+            group__status="active",
+        )
+        .select_related("instrument")
+        .order_by("pk")
+    ):
+        legs[(leg.account_id, leg.instrument_id)] = leg  # the newest wins, as in groups.protective_leg
+    return legs
 
 
 def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Order]) -> dict[int, int]:
@@ -518,6 +534,28 @@ def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Orde
     return counts
 
 
+def record_rejected_exit(order: Order) -> None:
+    """A plan's exit the broker refused after it was sent (the order just became REJECTED):
+    a FAILED plan event, once, saying the contracts are still held. It is not sent again: what
+    the broker refused once (a locked market, a closed session) a person looks at. Call with the
+    order's row lock held (orders.services, where orders become REJECTED)."""
+    event = (
+        PlanEvent.objects.filter(order=order, kind__in=(PlanEventKind.PARTIAL_EXIT, PlanEventKind.TIME_EXIT))
+        .select_related("plan__instrument")
+        .first()
+    )
+    if event is None or PlanEvent.objects.filter(plan=event.plan, payload__rejected_exit=event.pk).exists():
+        return
+    _record(
+        event.plan,
+        PlanEventKind.FAILED,
+        f"The exit of {order.quantity} ({event.get_kind_display().lower()}) was rejected by the broker: "
+        f"{order.reason or 'no reason given'}. Those contracts are still held; the plan does not send it again.",
+        order=order,
+        payload={"rejected_exit": event.pk, "action": event.kind, "quantity": order.quantity},
+    )
+
+
 def _stop_text(leg: Order) -> str:
     return display_price(leg.stop_price, leg.instrument.tick_size) if leg.stop_price is not None else "none"
 
@@ -557,10 +595,11 @@ def _stop_in_force(leg: Order | None) -> Decimal | None:
 
 def _evaluate_plan(
     plan: PositionPlan, context: Context, *, price: Decimal, now: datetime
-) -> tuple[bool, Decimal | None]:
+) -> tuple[bool, Decimal | None] | None:
     """One plan, read without locks; it is locked only when it has something to do (a new best
     price alone is one conditional UPDATE). Returns whether a follow-up evaluation is needed,
-    and the plan's next trigger price."""
+    and the plan's next trigger price; or None when all it wants is its stop moved, which
+    _move_stops_together does for all such plans of the price at once."""
     held = plan.position.quantity
     if held == 0 or (held > 0) != (plan.side == LONG):
         return _carry_out(plan, context, price=price, now=now)
@@ -581,8 +620,117 @@ def _evaluate_plan(
             )
         return waiting, _trigger(plan, result.state, stop=_stop_in_force(context.leg), refusals=context.refusals)
     exits = any(isinstance(a, ExitPart | ExitAll) for a in actions)
+    if actions and not exits:
+        return None
     follow_up, trigger = _carry_out(plan, context, price=price, now=now, exits=exits)
     return follow_up or waiting, trigger
+
+
+def _move_stops_together(
+    unlocked: list[PositionPlan], seen: dict[int, Context], *, price: Decimal, now: datetime
+) -> tuple[bool, list[tuple[bool, Decimal]]]:
+    """The stop moves of many plans after one price, in one transaction: each plan is evaluated
+    again under its locks, the stops go to the broker through one services.modify_stops and the
+    plan events are written in bulk (one plan at a time cost ~28 ms of CPU per move: see
+    bench/plans.py). A plan whose situation changed since the unlocked read (an exit is due, the
+    position went flat) is carried out on its own afterwards. Returns whether a follow-up
+    evaluation is needed and the plans' next triggers."""
+    follow_up = False
+    triggers: list[tuple[bool, Decimal]] = []
+    one_by_one: list[PositionPlan] = []
+    with transaction.atomic():
+        list(
+            TradingAccount.objects.select_for_update(of=("self",))
+            .filter(pk__in={plan.account_id for plan in unlocked})
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        plans = list(
+            PositionPlan.objects.select_for_update(of=("self",))
+            .select_related("instrument")
+            .filter(pk__in=[plan.pk for plan in unlocked], status=PlanStatus.ACTIVE)
+            .order_by("pk")
+        )
+        held = dict(Position.objects.filter(pk__in=[plan.position_id for plan in plans]).values_list("pk", "quantity"))
+        legs = _stop_legs({plan.account_id for plan in plans}, {plan.instrument_id for plan in plans})
+        moves: list[tuple[PositionPlan, Order, MoveStop]] = []
+        changed: list[PositionPlan] = []
+        for plan in plans:
+            quantity = held.get(plan.position_id, 0)
+            leg = legs.get((plan.account_id, plan.instrument_id))
+            context = Context(leg=leg, closing=seen[plan.pk].closing, refusals=seen[plan.pk].refusals)
+            if quantity == 0 or (quantity > 0) != (plan.side == LONG) or leg is None:
+                one_by_one.append(plan)
+                continue
+            result = evaluate(
+                rules_of(plan), state_of(plan), _market(plan, context, price=price, now=now, held=quantity)
+            )
+            wanted = [a for a in result.actions if isinstance(a, MoveStop)]
+            if len(wanted) != len(result.actions) or not wanted or any(leg.pk == m[1].pk for m in moves):
+                one_by_one.append(plan)
+                continue
+            for name in _STATE_FIELDS:
+                setattr(plan, name, getattr(result.state, name))
+            plan.updated_at = now
+            changed.append(plan)
+            if _stop_blocked(context):
+                follow_up |= bool(leg.pending_change)
+                trigger = _trigger(plan, result.state, stop=_stop_in_force(leg), refusals=context.refusals)
+                if trigger is not None:
+                    triggers.append((plan.side == LONG, trigger))
+                continue
+            moves.append((plan, leg, wanted[0]))
+        outcome = services.modify_stops(
+            moves=[
+                services.StopMove(order=leg, stop_price=action.price, detail=f"Plan {plan.pk}: {action.detail}")
+                for plan, leg, action in moves
+            ]
+        )
+        events: dict[int, list[PlanEvent]] = {}
+        for plan, leg, action in moves:
+            error = outcome[leg.pk]
+            before = _stop_text(leg)
+            stop = _stop_in_force(leg)
+            if error is None:
+                kind = PlanEventKind.BREAKEVEN if action.reason == "breakeven" else PlanEventKind.TRAIL
+                detail = f"{action.detail} Stop {before} -> {action.price} (asked of the broker)."
+                payload = {"from": before, "to": str(action.price)}
+                stop = action.price
+                follow_up = True
+            elif isinstance(error, services.ChangePending):
+                follow_up = True  # the move in flight settles first; the follow-up asks again
+                kind = None
+            else:
+                kind = PlanEventKind.FAILED
+                detail = (
+                    f"Moving the stop to {action.price} was not possible: {error.detail} The stop stays at {before}."
+                )
+                payload = {"action": "move_stop", "to": str(action.price), "code": error.code}
+            if kind is not None:
+                events.setdefault(plan.pk, []).append(
+                    PlanEvent(
+                        plan=plan,
+                        kind=kind,
+                        detail=detail[:500],
+                        price=price,
+                        order=leg,
+                        payload=payload,
+                        occurred_at=now,
+                    )
+                )
+            trigger = _trigger(plan, state_of(plan), stop=stop, refusals=seen[plan.pk].refusals)
+            if trigger is not None:
+                triggers.append((plan.side == LONG, trigger))
+        PlanEvent.objects.bulk_create([event for plan_events in events.values() for event in plan_events])
+        PositionPlan.objects.bulk_update(changed, [*_STATE_FIELDS, "updated_at"])
+        for plan in changed:
+            _publish_on_commit(plan, events.get(plan.pk, []))
+    for plan in one_by_one:
+        wants_follow_up, trigger = _carry_out(plan, seen[plan.pk], price=price, now=now)
+        follow_up |= wants_follow_up
+        if trigger is not None:
+            triggers.append((plan.side == LONG, trigger))
+    return follow_up, triggers
 
 
 def _carry_out(

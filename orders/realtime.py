@@ -8,6 +8,7 @@ from typing import Any
 
 from accounts.models import TradingAccount
 from accounts.realtime import on_commit, publish_account_event
+from config.representation import represent
 from orders.models import Order, Position
 from orders.selectors import AccountValuation, mark_positions
 from orders.serializers import AccountSerializer, OrderSerializer, PositionSerializer
@@ -16,7 +17,7 @@ from risk.selectors import RiskAssessment, assess_account
 
 def publish_order_updated(order: Order) -> None:
     """Publish an order as saved (call after commit, with instrument and created_by loaded)."""
-    publish_account_event(order.account_id, "order.updated", OrderSerializer(order).data)
+    publish_account_event(order.account_id, "order.updated", represent(OrderSerializer, order))
 
 
 def _load_account(account_id: int) -> TradingAccount:
@@ -34,7 +35,7 @@ def _account_update(account_id: int) -> tuple[AccountValuation, dict[str, Any]]:
 
 
 def _account_payload(assessment: RiskAssessment) -> dict[str, Any]:
-    return {**AccountSerializer(assessment.valuation).data, "headroom": assessment.headroom_dicts()}
+    return {**represent(AccountSerializer, assessment.valuation), "headroom": assessment.headroom_dicts()}
 
 
 def publish_marks(assessment: RiskAssessment, *, symbol: str) -> None:
@@ -43,7 +44,7 @@ def publish_marks(assessment: RiskAssessment, *, symbol: str) -> None:
     account_id = assessment.account.pk
     for mark in assessment.valuation.positions:
         if mark.position.instrument.symbol == symbol:
-            publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
+            publish_account_event(account_id, "position.updated", represent(PositionSerializer, mark))
     publish_account_event(account_id, "account.updated", _account_payload(assessment))
 
 
@@ -64,7 +65,7 @@ def publish_fill_on_commit(*, order: Order, position: Position, account_id: int)
         publish_order_updated(order)
         valuation, data = _account_update(account_id)
         (mark,) = [m for m in valuation.positions if m.position.pk == position.pk] or mark_positions([position])
-        publish_account_event(account_id, "position.updated", PositionSerializer(mark).data)
+        publish_account_event(account_id, "position.updated", represent(PositionSerializer, mark))
         publish_account_event(account_id, "account.updated", data)
 
     on_commit(publish)

@@ -265,9 +265,7 @@ def _apply_listed_orders(
                         f"Our order is {order.status}, but the broker still lists it working "
                         f"({report.filled_quantity} of {report.quantity} filled)."
                     ),
-                    # Our record cannot move back from a final status; a person decides whether
-                    # to cancel it at the broker.
-                    correction="",
+                    correction=_cancel_unwanted(adapter, account, order),
                     payload=_payload(report),
                 )
             )
@@ -294,6 +292,24 @@ def _apply_listed_orders(
     if to_apply:
         services.apply_broker_reports(connection_id=account.broker_connection_id, reports=to_apply)
     _record_adopted(account, newest, found)
+
+
+# Orders we hold as never going to fill: one still working at the broker is risk nobody meant to
+# keep, so it is cancelled there. A FILLED one is not touched: the contradiction is about fills,
+# and a person decides (the discrepancy says so).
+_CANCEL_IF_WORKING = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+
+
+def _cancel_unwanted(adapter: BrokerAdapter, account: TradingAccount, order: Order) -> str:
+    """Cancel at the broker an order we hold as over; returns the correction to record. Our record
+    cannot move back from a final status, so the broker's answer is kept, not applied."""
+    if order.status not in _CANCEL_IF_WORKING:
+        return ""
+    try:
+        adapter.cancel_order(account_ref=account.broker_account_id, client_order_id=order.client_order_id)
+    except BrokerError as exc:
+        return f"Asked the broker to cancel it; not done ({exc.message}); asked again next run."
+    return "Cancelled at the broker."
 
 
 def _changed_terms(order: Order, report: BrokerOrder) -> list[str]:

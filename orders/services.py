@@ -29,13 +29,13 @@ from accounts.models import TradingAccount
 from brokers import registry
 from brokers.errors import BrokerAuthError, BrokerError, BrokerRejected, BrokerUnavailable, OutcomeUnknown
 from brokers.interface import BrokerFill, BrokerOrder, Capability, OrderRequest, ReportedStatus
-from brokers.market_data import get_last_price
+from brokers.market_data import get_last_price, get_last_prices
 from brokers.models import BrokerConnection, Instrument
 from brokers.selectors import resolve_instrument
 from brokers.services import disable_connection
 from brokers.ticks import normalize_price
 from config.errors import ConflictError, DomainError
-from orders import groups, plan_service, tasks
+from orders import fill_listeners, groups, plan_service, tasks
 from orders.domain import (
     AUTOMATED_SOURCES,
     CANCELABLE_STATUSES,
@@ -68,7 +68,7 @@ from orders.domain import (
     validate_quantity,
 )
 from orders.events import move_order, record_event
-from orders.models import Fill, Order, OrderGroup, Position
+from orders.models import Fill, Order, OrderEvent, OrderGroup, Position
 from orders.plans import parse_plan_request
 from orders.realtime import publish_fill_on_commit, publish_order_on_commit
 from orders.selectors import liquidating_quantity, opposite_working_quantity
@@ -390,6 +390,8 @@ def _reject_unresolved(order_id: int, reason: str, *, payload: Any = None) -> No
         if can_transition(OrderStatus(order.status), OrderStatus.REJECTED):
             order.reason = reason[:500]
             move_order(order, OrderStatus.REJECTED, OrderEventType.REJECTED, detail=reason, payload=payload)
+            if order.source == OrderSource.PLAN:
+                plan_service.record_rejected_exit(order)
 
 
 def _note(order_id: int, event_type: OrderEventType, detail: str) -> None:
@@ -562,6 +564,8 @@ def _apply_order_report(*, account: TradingAccount, report: BrokerOrder) -> Orde
     )
     if target == OrderStatus.ACCEPTED and order.order_type == OrderType.TRAILING_STOP:
         plan_service.drop_band(order.instrument.symbol)  # an emulated trail follows from the next price on
+    if target == OrderStatus.REJECTED and order.source == OrderSource.PLAN:
+        plan_service.record_rejected_exit(order)
     return order
 
 
@@ -671,10 +675,13 @@ def apply_broker_reports(*, connection_id: int, reports: list[BrokerOrder | Brok
                 )
                 continue
             touched: set[int] = set()  # instruments whose positions or grouped orders changed
+            booked: list[int] = []
             for fill in fills:
                 if done := _apply_fill(account=account, fill=fill):
                     applied.append(done)
+                    booked.append(done.pk)
                     touched.add(done.instrument_id)
+            fill_listeners.announce_fills(account_id=account.pk, fill_ids=booked)
             for report in newest.values():
                 if report.status in _FILL_PROGRESS and report.client_order_id in filled_orders:
                     continue  # the fills just applied already moved the order further
@@ -846,6 +853,85 @@ def modify_order(
     return order
 
 
+@dataclass(frozen=True)
+class StopMove:
+    """One protective stop to move, for modify_stops."""
+
+    order: Order
+    stop_price: Decimal
+    detail: str
+
+
+def modify_stops(*, moves: list[StopMove]) -> dict[int, DomainError | None]:
+    """Move many protective stops at once (plans after one price): the same rules as modify_order,
+    but one transaction, bulk writes and one send task for them all. Call with the accounts'
+    row locks held (lock order: account, plan, orders). Returns, per order id, None when the move
+    was asked of the broker (or made, for an order it does not have yet), else why not.
+    """
+    if not moves:
+        return {}
+    outcome: dict[int, DomainError | None] = {}
+    with transaction.atomic():
+        locked = {o.pk: o for o in Order.objects.locked().filter(pk__in=[m.order.pk for m in moves]).order_by("pk")}
+        held = {
+            (p.account_id, p.instrument_id): p.quantity
+            for p in Position.objects.filter(
+                account_id__in={o.account_id for o in locked.values()},
+                instrument_id__in={o.instrument_id for o in locked.values()},
+            )
+        }
+        markets = get_last_prices({o.instrument.symbol for o in locked.values()})
+        now = timezone.now()
+        asked: list[Order] = []
+        events: list[OrderEvent] = []
+        for move in moves:
+            order = locked[move.order.pk]
+            if order.status in (OrderStatus.HELD, OrderStatus.NEW):  # not at the broker: changes at once
+                try:
+                    modify_order(order=order, change=OrderChange(stop_price=move.stop_price), managed=True)
+                    outcome[order.pk] = None
+                except DomainError as exc:
+                    outcome[order.pk] = exc
+                continue
+            try:
+                wanted = _validated_change(order, OrderChange(stop_price=move.stop_price), managed_quantity=False)
+                check_protective_price(
+                    position_quantity=held.get((order.account_id, order.instrument_id), 0),
+                    role=order.role,
+                    price=move.stop_price,
+                    market=markets.get(order.instrument.symbol),
+                )
+                if order.pending_change:
+                    raise ChangePending("A change of this order is waiting for the broker's answer.")
+                if order.status not in MODIFIABLE_STATUSES:
+                    raise OrderNotModifiable(f"The order is {order.get_status_display().lower()}.")
+            except DomainError as exc:
+                outcome[order.pk] = exc
+                continue
+            terms = wanted.as_dict()
+            order.pending_change = {**terms, "requested_at": now.isoformat()}
+            order.updated_at = now
+            asked.append(order)
+            events.append(
+                OrderEvent(
+                    order=order,
+                    type=OrderEventType.MODIFY_REQUESTED,
+                    detail=move.detail[:500],
+                    payload=terms,
+                    occurred_at=now,
+                )
+            )
+            outcome[order.pk] = None
+        if asked:
+            Order.objects.bulk_update(asked, ["pending_change", "updated_at"])
+            OrderEvent.objects.bulk_create(events)
+            for order in asked:
+                publish_order_on_commit(order)
+            ids = [order.pk for order in asked]
+            transaction.on_commit(lambda: tasks.send_modifies_to_broker_task.delay(ids))
+    return outcome
+
+
 def _drop_change(order_id: int, reason: str) -> None:
     """The broker refused (or never got) the change: ours stays as it was, and says why."""
     with transaction.atomic():
@@ -862,8 +948,26 @@ def _drop_change(order_id: int, reason: str) -> None:
 
 def send_modify_to_broker(*, order_id: int) -> None:
     order = Order.objects.select_related("account__broker_connection", "instrument").get(pk=order_id)
+    if answer := _ask_broker_to_modify(order):
+        apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[answer])
+
+
+def send_modifies_to_broker(*, order_ids: list[int]) -> None:
+    """Many changes (modify_stops): asked one by one, their answers booked together per connection."""
+    answers: dict[int, list[BrokerOrder | BrokerFill]] = {}
+    for order in Order.objects.select_related("account__broker_connection", "instrument").filter(pk__in=order_ids):
+        if answer := _ask_broker_to_modify(order):
+            answers.setdefault(order.account.broker_connection_id, []).append(answer)
+    for connection_id, reports in answers.items():
+        apply_broker_reports(connection_id=connection_id, reports=reports)
+
+
+def _ask_broker_to_modify(order: Order) -> BrokerOrder | None:
+    """Send an order's pending change; the broker's answer, or None when there is nothing to book
+    (refused, unreachable: the change is dropped; unknown: reconciliation asks later)."""
     if not order.pending_change:
-        return
+        return None
+    order_id = order.pk
     wanted = order.pending_change
     adapter = registry.get_adapter(order.account.broker_connection)
     answer: BrokerOrder | None = None
@@ -882,16 +986,15 @@ def send_modify_to_broker(*, order_id: int) -> None:
             record_event(order, OrderEventType.BROKER_UNAVAILABLE, detail=f"Change: {exc.message}")
         except BrokerRejected as exc:
             _drop_change(order_id, f"Refused by the broker: {exc.message}")
-            return
+            return None
         except BrokerError as exc:
             # It may have been applied: never send it again; ask the broker what the order is now.
             record_event(order, OrderEventType.OUTCOME_UNKNOWN, detail=f"Change: {exc.message} Reconciling.")
             tasks.reconcile_order_task.apply_async((order_id,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
-            return
+            return None
     if answer is None:
         _drop_change(order_id, "Broker unreachable: the change was not sent; the order stands as it was.")
-        return
-    apply_broker_reports(connection_id=order.account.broker_connection_id, reports=[answer])
+    return answer
 
 
 # -- Closing and flattening ---------------------------------------------------------------------

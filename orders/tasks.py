@@ -33,6 +33,11 @@ def send_modify_to_broker_task(order_id: int) -> None:
     services.send_modify_to_broker(order_id=order_id)
 
 
+@shared_task(acks_late=True)
+def send_modifies_to_broker_task(order_ids: list[int]) -> None:
+    services.send_modifies_to_broker(order_ids=order_ids)
+
+
 # orders.plan_service imports this module (to enqueue); importing it when the task runs keeps
 # that cycle out.
 @shared_task(ignore_result=True)

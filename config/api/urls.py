@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("brokers.api.urls")),
     path("", include("orders.api.urls")),
     path("", include("risk.api.urls")),
+    path("", include("signals_in.api.urls")),
 ]

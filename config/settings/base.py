@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "accounts",
     "orders",
     "risk",
+    "signals_in",
     "dashboards",
 ]
 
@@ -161,6 +162,9 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.reconcile_all_connections_task": {"queue": "reconcile"},
     "orders.tasks.reconcile_connection_task": {"queue": "reconcile"},
     "orders.tasks.reconcile_account_task": {"queue": "reconcile"},
+    # A signal's fan-out places orders for many accounts: never behind a sweep or a reconciliation.
+    "signals_in.tasks.fanout.*": {"queue": "orders"},
+    "signals_in.tasks.copier.*": {"queue": "orders"},
 }
 # Without this Celery closes the database connections (and the whole pool) around every task;
 # the pool's own checks replace a broken connection.
@@ -189,7 +193,29 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=30),
         "kwargs": {"trigger": "beat"},
     },
+    # Each feed has its own interval; this asks which are due.
+    "poll-prediction-feeds": {"task": "signals_in.tasks.feeds.poll_due_feeds_task", "schedule": timedelta(seconds=5)},
+    # Every follower against its leader's desired state (fills also trigger it at once).
+    "check-copier-followers": {
+        "task": "signals_in.tasks.copier.check_all_followers_task",
+        "schedule": timedelta(seconds=5),
+    },
+    # Reversals whose exit never filled fail after two minutes (and a lost entry task is redone).
+    "expire-waiting-reversals": {
+        "task": "signals_in.tasks.fanout.expire_waiting_exits_task",
+        "schedule": timedelta(seconds=15),
+    },
+    # Time-driven automation rules (end-of-day close, time windows).
+    "run-scheduled-rules": {
+        "task": "signals_in.tasks.rules.run_scheduled_rules_task",
+        "schedule": timedelta(seconds=30),
+    },
 }
+
+# -- Webhooks -------------------------------------------------------------------
+# How many proxies of ours sit in front of the app and append to X-Forwarded-For (0: none, the
+# webhook source address is REMOTE_ADDR). Strategy IP allowlists depend on it being right.
+WEBHOOK_TRUSTED_PROXIES = env.int("WEBHOOK_TRUSTED_PROXIES", default=0)
 
 # -- Orders ------------------------------------------------------------------
 # An order still SUBMITTED without any broker answer this long after the claim is asked about
@@ -202,6 +228,13 @@ ORDER_LOST_AFTER = timedelta(seconds=env.int("ORDER_LOST_AFTER_SECONDS", default
 RECONCILIATION_MAX_AGE = (
     timedelta(seconds=seconds) if (seconds := env.int("RECONCILIATION_MAX_AGE_SECONDS", default=120)) else None
 )
+
+# Called on commit with (account_id=, fill_ids=) whenever fills are booked: apps downstream of
+# orders (the copier, reversals waiting on their exit) hear of fills without orders importing them.
+ORDER_FILL_LISTENERS = [
+    "signals_in.tasks.fanout.fills_booked",
+    "signals_in.tasks.copier.fills_booked",
+]
 
 # -- Paper venue ----------------------------------------------------------------
 PAPER_BROKER_ENABLED = env.bool("PAPER_BROKER_ENABLED", default=True)

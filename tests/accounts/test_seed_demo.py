@@ -14,8 +14,10 @@ from accounts.models import AccountMembership, Firm, Program, TradingAccount
 from brokers.models import BrokerConnection, Instrument
 from brokers.paper import venue
 from brokers.paper.models import VenueAccount, VenueContract
+from brokers.services import DEFAULT_INSTRUMENT_FILE
 from risk.models import MarketClose, ProgramRules
 from risk.templates import DEFAULT_TEMPLATE_FILE
+from signals_in.models import Strategy, Subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +37,15 @@ CONTRACT_SPECS = {
     "MGCG7": ("0.10", "1.00"),
     "6EZ6": ("0.00005", "6.25"),
     "ZNH7": ("0.015625", "15.625"),
+    # The next equity index quarter: where continuous symbols (NQ1!) go after the roll.
+    "ESH7": ("0.25", "12.50"),
+    "MESH7": ("0.25", "1.25"),
+    "NQH7": ("0.25", "5.00"),
+    "MNQH7": ("0.25", "0.50"),
+    "YMH7": ("1", "5.00"),
+    "MYMH7": ("1", "0.50"),
+    "RTYH7": ("0.10", "5.00"),
+    "M2KH7": ("0.10", "0.50"),
 }
 DEMO_REFS = {"PAPER-0001", "PAPER-0002", "PAPER-0003", "PAPER-0004", "PAPER-0005"}
 
@@ -71,16 +82,17 @@ def test_seed_demo_twice_gives_the_same_world_and_keeps_tokens():
 
     assert counts() == first_counts
     shipped_programs = sum(len(f["programs"]) for f in json.loads(DEFAULT_TEMPLATE_FILE.read_text())["firms"])
+    shipped_instruments = len(json.loads(DEFAULT_INSTRUMENT_FILE.read_text())["instruments"])
     assert first_counts == {
         "firms": 5,
         "programs": shipped_programs,
         "accounts": 5,
-        "instruments": 14,
+        "instruments": shipped_instruments,
         "users": 3,
         "memberships": 5,
         "connections": 1,
         "venue_accounts": 5,
-        "venue_contracts": 14,
+        "venue_contracts": shipped_instruments,
         "program_rules": shipped_programs,
         "market_closes": 2,
         "rules_history": shipped_programs,  # one row per created program's rules, none from the second run
@@ -182,3 +194,16 @@ def test_demo_accounts_follow_the_firm_templates():
     assert (tradeday.drawdown_kind, tradeday.news_blackout_minutes_before) == ("intraday_trailing", 2)
     assert Program.objects.filter(firm__name="Topstep").count() == 6  # the other templates are there too
     assert MarketClose.objects.filter(roots__contains=["ZC"]).get().closes_at == time(13, 20)
+
+
+def test_seed_demo_gives_alice_a_strategy_her_accounts_follow_and_its_webhook_once():
+    first = seed()
+    second = seed()
+
+    strategy = Strategy.objects.get(name="Demo TradingView alerts")
+    assert strategy.owner.username == "alice"
+    followers = set(Subscription.objects.filter(strategy=strategy).values_list("account__broker_account_id", flat=True))
+    assert followers == {"PAPER-0001", "PAPER-0002"}
+    assert "Demo strategy webhook (shown once): POST http://127.0.0.1:8000/webhooks/tradingview/" in first
+    assert "/webhooks/tradingview/" not in second  # the token's secret exists nowhere to be shown again
+    assert strategy.tokens.count() == 1

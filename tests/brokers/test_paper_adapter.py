@@ -287,7 +287,7 @@ def test_health_reports_listed_contracts(broker):
 
     assert report.ok is True
     assert report.detail == f"{VenueContract.objects.filter(is_listed=True).count()} contracts listed"
-    assert report.detail == "14 contracts listed"
+    assert report.detail == "22 contracts listed"  # every contract in brokers/data/cme_futures.json
 
 
 def test_capabilities_declare_modify_and_partial_close():

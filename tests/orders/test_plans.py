@@ -168,6 +168,23 @@ def test_partial_exits_at_r_multiples_go_through_the_order_path(alice_account, p
     assert "plan.updated" in {kind for _, kind, _ in published}
 
 
+def test_a_partial_exit_the_broker_rejects_becomes_a_failed_plan_event_once(alice_account, paper, commit):
+    position = open_position(alice_account, buy(10), commit, stop_ticks=40)
+    plan = attach(position, commit)
+    venue.inject_fault("reject_next_order")
+
+    move(paper, commit, "5015.00", "5015.25", "5015.50")  # 1.5R: the exit goes out and is refused
+
+    exit_order = Order.objects.get(source=OrderSource.PLAN)
+    assert exit_order.status == OrderStatus.REJECTED
+    position.refresh_from_db()
+    assert position.quantity == 10
+    failed = plan.events.get(kind=PlanEventKind.FAILED)  # once, though evaluated again after
+    assert failed.order_id == exit_order.pk
+    assert "rejected by the broker" in failed.detail and "simulated rejection" in failed.detail
+    assert failed.payload["rejected_exit"] == plan.events.get(kind=PlanEventKind.PARTIAL_EXIT).pk
+
+
 def test_breakeven_moves_the_stop_at_the_venue(alice_account, paper, commit):
     position = open_position(alice_account, buy(2), commit, stop_ticks=40)
     plan = attach(position, commit, partial_exits=[], breakeven_after_ticks=8, breakeven_offset_ticks=1)
@@ -210,6 +227,59 @@ def test_trailing_stop_follows_then_the_stop_fills_and_the_plan_finishes(alice_a
     assert trail_moves == ["5001.00", "5004.00", "5009.00"]
     assert kinds(plan)[-1] == PlanEventKind.FINISHED
     assert published[-1][2]["status"] == "done"
+
+
+def test_one_price_moves_every_plans_stop_in_one_batch_sent_once(paper, commit, monkeypatch):
+    accounts = [paper.open_account(f"Trail {n}", ref=f"PAPER-T{n}") for n in range(3)]
+    plans = []
+    for account in accounts:
+        position = open_position(account, buy(1), commit, stop_ticks=40)
+        plans.append(attach(position, commit, partial_exits=[], trail_after_ticks=4, trail_ticks=8))
+    batches: list[list[int]] = []
+    real_send = services.send_modifies_to_broker
+    monkeypatch.setattr(
+        services,
+        "send_modifies_to_broker",
+        lambda *, order_ids: (batches.append(order_ids), real_send(order_ids=order_ids)),
+    )
+    singles: list[int] = []
+    monkeypatch.setattr(services, "send_modify_to_broker", lambda *, order_id: singles.append(order_id))
+
+    move(paper, commit, "5002.00")  # 8 ticks up: every plan trails 8 behind, at 5000.00
+
+    legs = [stop_leg(account) for account in accounts]
+    assert batches == [sorted(leg.pk for leg in legs)] and singles == []
+    assert [venue_stop(leg).stop_price for leg in legs] == [D("5000.00")] * 3
+    assert [(leg.stop_price, leg.pending_change) for leg in legs] == [(D("5000.00"), {})] * 3
+    for plan in plans:
+        assert plan.events.get(kind=PlanEventKind.TRAIL).payload == {"from": "4990.00", "to": "5000.00"}
+
+
+def test_a_stop_move_refused_in_a_batch_leaves_the_others_moved(paper, commit, monkeypatch):
+    accounts = [paper.open_account(f"Trail {n}", ref=f"PAPER-T{n}") for n in range(2)]
+    for account in accounts:
+        attach(
+            open_position(account, buy(1), commit, stop_ticks=40),
+            commit,
+            partial_exits=[],
+            trail_after_ticks=4,
+            trail_ticks=8,
+        )
+    refused = stop_leg(accounts[0]).client_order_id
+    real_modify = venue.modify_order
+
+    def modify(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("client_order_id") == refused:
+            raise VenueError("stop price too close")
+        return real_modify(*args, **kwargs)
+
+    monkeypatch.setattr(venue, "modify_order", modify)
+
+    move(paper, commit, "5002.00")
+
+    kept, moved = (stop_leg(account) for account in accounts)
+    assert (venue_stop(kept).stop_price, kept.stop_price, kept.pending_change) == (D("4990.00"), D("4990.00"), {})
+    assert (venue_stop(moved).stop_price, moved.stop_price) == (D("5000.00"), D("5000.00"))
 
 
 def test_short_plan_trails_down(alice_account, paper, commit):

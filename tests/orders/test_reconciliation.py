@@ -191,6 +191,24 @@ def test_order_cancelled_on_the_venue_unheard_is_brought_in_line(alice_account, 
     assert run.found.get().correction == "accepted -> canceled"
 
 
+def test_order_we_hold_canceled_but_working_at_the_venue_is_cancelled_there(alice_account, commit):
+    with commit():
+        order = submit(alice_account, limit(OrderSide.BUY, 1, "4990.00"))
+    # Our books say canceled (e.g. a cancel answer that lied); the venue still works it.
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELED)
+
+    run = reconcile(alice_account, commit)
+
+    assert VenueOrder.objects.get(client_order_id=order.client_order_id).status == "canceled"
+    found = run.found.get()
+    assert (found.kind, found.order_id, found.correction) == (
+        DiscrepancyKind.STATUS,
+        order.pk,
+        "Cancelled at the broker.",
+    )
+    assert reconcile(alice_account, commit).outcome == ReconciliationOutcome.CLEAN
+
+
 def test_unknown_submission_is_resolved_by_client_id_and_never_resent(alice_account, commit, queued_tasks, settings):
     with commit():
         order = submit(alice_account, market(OrderSide.BUY, 2))

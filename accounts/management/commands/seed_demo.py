@@ -16,3 +16,8 @@ class Command(BaseCommand):
         self.stdout.write("Logins (username / password / API token):")
         for username, password in summary.logins.items():
             self.stdout.write(f"  {username:<6} {password:<16} {summary.tokens[username]}")
+        if summary.webhook_path:
+            self.stdout.write(
+                f"Demo strategy webhook (shown once): POST http://127.0.0.1:8000{summary.webhook_path} "
+                """with e.g. {"ticker": "MES1!", "action": "buy", "quantity": 1}"""
+            )

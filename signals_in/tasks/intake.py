@@ -1,0 +1,3 @@
+"""Tasks: intake."""
+
+from celery import shared_task  # noqa: F401
