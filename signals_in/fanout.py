@@ -138,9 +138,7 @@ def _entry_terms(signal: Signal, instrument: Instrument, *, side: str, quantity:
     if any(levels.values()):
         bracket = BracketSpec(
             **{
-                name: Level(price=_price(level.price, instrument))
-                if level.price is not None
-                else Level(ticks=level.ticks)
+                name: Level(price=_price(level.price, instrument)) if level.price is not None else level
                 for name, level in levels.items()
                 if level is not None
             }

@@ -12,6 +12,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from config.errors import DomainError
+from orders.domain import Level
 
 FIXED, MULTIPLIER, RISK = "fixed", "multiplier", "risk"
 
@@ -106,15 +107,7 @@ def positive_decimal(value: Any, *, field: str) -> Decimal:
     return number
 
 
-@dataclass(frozen=True)
-class LevelAsked:
-    """A stop-loss or take-profit level from a signal: an absolute price or whole ticks."""
-
-    price: Decimal | None = None
-    ticks: int | None = None
-
-
-def parse_level(spec: Any, *, tick_size: Decimal, field: str) -> LevelAsked | None:
+def parse_level(spec: Any, *, tick_size: Decimal, field: str) -> Level | None:
     """{"price": "..."}, {"ticks": n} or {"amount": "<points>"} (rounded to the nearest whole
     tick, at least 1) as a level; None for an absent level."""
     if spec is None or spec == {}:
@@ -126,16 +119,16 @@ def parse_level(spec: Any, *, tick_size: Decimal, field: str) -> LevelAsked | No
             field=field,
         )
     if "price" in spec:
-        return LevelAsked(price=positive_decimal(spec["price"], field=field))
+        return Level(price=positive_decimal(spec["price"], field=field))
     if "ticks" in spec:
         ticks = positive_decimal(spec["ticks"], field=field)
         if ticks != ticks.to_integral_value():
             raise InvalidSizing(f"{field} ticks must be a whole number.", code="invalid_bracket", field=field)
-        return LevelAsked(ticks=int(ticks))
+        return Level(ticks=int(ticks))
     if "amount" in spec:
         points = positive_decimal(spec["amount"], field=field)
         ticks = int((points / tick_size).to_integral_value(rounding=ROUND_HALF_UP))
-        return LevelAsked(ticks=max(ticks, 1))
+        return Level(ticks=max(ticks, 1))
     raise InvalidSizing(
         f'{field} must be {{"price": ...}}, {{"ticks": n}} or {{"amount": points}}.',
         code="invalid_bracket",
@@ -143,7 +136,7 @@ def parse_level(spec: Any, *, tick_size: Decimal, field: str) -> LevelAsked | No
     )
 
 
-def stop_distance(*, stop_loss: LevelAsked | None, reference: Decimal | None, tick_size: Decimal) -> Decimal | None:
+def stop_distance(*, stop_loss: Level | None, reference: Decimal | None, tick_size: Decimal) -> Decimal | None:
     """Points from the entry to the signal's stop loss (for risk sizing): a tick offset, or a
     stop price against the entry's reference price (limit, stop, signal or last price). None: unknown."""
     if stop_loss is not None and stop_loss.ticks is not None:

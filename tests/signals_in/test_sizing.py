@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orders.domain import Level
 from signals_in.sizing import (
     InvalidSizing,
-    LevelAsked,
     SizingRule,
     parse_level,
     size_entry,
@@ -99,11 +99,11 @@ def test_sizing_is_never_negative_and_never_above_the_cap(rule, quantity, stop, 
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"price": "4990.25"}, LevelAsked(price=Decimal("4990.25"))),
-        ({"ticks": 8}, LevelAsked(ticks=8)),
-        ({"ticks": "8"}, LevelAsked(ticks=8)),
-        ({"amount": "5"}, LevelAsked(ticks=20)),
-        ({"amount": "0.1"}, LevelAsked(ticks=1)),  # less than a tick is one tick
+        ({"price": "4990.25"}, Level(price=Decimal("4990.25"))),
+        ({"ticks": 8}, Level(ticks=8)),
+        ({"ticks": "8"}, Level(ticks=8)),
+        ({"amount": "5"}, Level(ticks=20)),
+        ({"amount": "0.1"}, Level(ticks=1)),  # less than a tick is one tick
         (None, None),
     ],
 )
@@ -121,7 +121,7 @@ def test_parse_level_refuses_bad_levels_with_a_code(spec):  # type: ignore[no-un
 
 
 def test_stop_distance_from_ticks_or_a_price_against_the_reference():
-    assert stop_distance(stop_loss=LevelAsked(ticks=8), reference=None, tick_size=TICK) == Decimal(2)
-    assert stop_distance(stop_loss=LevelAsked(price=Decimal("4990")), reference=Decimal("5000"), tick_size=TICK) == 10
-    assert stop_distance(stop_loss=LevelAsked(price=Decimal("4990")), reference=None, tick_size=TICK) is None
+    assert stop_distance(stop_loss=Level(ticks=8), reference=None, tick_size=TICK) == Decimal(2)
+    assert stop_distance(stop_loss=Level(price=Decimal("4990")), reference=Decimal("5000"), tick_size=TICK) == 10
+    assert stop_distance(stop_loss=Level(price=Decimal("4990")), reference=None, tick_size=TICK) is None
     assert stop_distance(stop_loss=None, reference=Decimal("5000"), tick_size=TICK) is None
