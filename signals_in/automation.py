@@ -28,8 +28,9 @@ from brokers.indicators import OHLC
 from brokers.market_data import get_last_price
 from brokers.models import Instrument
 from config.errors import DomainError
+from orders import groups
 from orders import services as order_services
-from orders.domain import LIVE_STATUSES, BracketSpec, Level, OrderIntent, OrderRole, OrderSide, OrderSource, OrderType
+from orders.domain import BracketSpec, Level, OrderIntent, OrderRole, OrderSide, OrderSource, OrderType
 from orders.models import Order, PlanStatus, Position, PositionPlan
 from signals_in import rules as rule_logic
 from signals_in.models import AutomationRule, RuleDecision, Signal, Subscription
@@ -97,18 +98,10 @@ def profit_in_r(*, position: Position, last_price: Decimal | None) -> Decimal | 
     if plan is not None:
         entry, stop = plan.entry_price, plan.initial_stop_price
     else:
-        stop_leg = (
-            Order.objects.filter(
-                account_id=position.account_id,
-                instrument_id=position.instrument_id,
-                role=OrderRole.STOP_LOSS,
-                status__in=LIVE_STATUSES,
-            )
-            .exclude(stop_price=None)
-            .order_by("-pk")
-            .first()
+        stop_leg = groups.protective_leg(
+            account_id=position.account_id, instrument_id=position.instrument_id, role=OrderRole.STOP_LOSS
         )
-        if stop_leg is None:
+        if stop_leg is None or stop_leg.stop_price is None:
             return None
         entry, stop = position.avg_price, stop_leg.stop_price
     risk = abs(entry - stop)

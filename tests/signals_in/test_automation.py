@@ -11,7 +11,7 @@ from brokers.bars import INTERVAL_SECONDS
 from brokers.models import Bar
 from brokers.paper.models import VenueOrder
 from orders import services
-from orders.domain import OrderIntent, OrderRole, OrderSide, OrderSource, OrderStatus, OrderType
+from orders.domain import BracketSpec, Level, OrderIntent, OrderRole, OrderSide, OrderSource, OrderStatus, OrderType
 from orders.models import Order, Position
 from signals_in import automation, fanout
 from signals_in.models import (
@@ -307,3 +307,17 @@ def test_the_fan_out_hands_a_ruled_strategys_signal_to_its_rules(strategy, alice
     decision = RuleDecision.objects.get(signal=buy, account=alice_account)
     assert (decision.rule, decision.fired) == (rule, True)
     assert position(alice_account) == 1
+
+
+def test_profit_in_r_is_measured_from_the_positions_protective_stop(alice_account, paper, commit):
+    with commit():
+        services.submit_order(
+            account=alice_account,
+            intent=OrderIntent(symbol="MES", side=OrderSide.BUY, quantity=1, order_type=OrderType.MARKET),
+            source=OrderSource.API,
+            bracket=BracketSpec(stop_loss=Level(ticks=40)),  # 10 points below the 5000.00 fill
+        )
+    held = Position.objects.get(account=alice_account)
+
+    assert automation.profit_in_r(position=held, last_price=D("5015.00")) == D("1.50")
+    assert automation.profit_in_r(position=held, last_price=D("4995.00")) == D("-0.50")
