@@ -2,6 +2,7 @@
 subscribed account, filling at the paper venue; a reversal exits, waits for the fill, then enters."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
@@ -11,12 +12,14 @@ from django.utils import timezone
 from accounts.services import open_trading_account
 from brokers.adapters.paper import PaperBroker
 from brokers.models import Instrument
+from brokers.paper.models import VenueOrder
 from orders.domain import OrderStatus
-from orders.models import Position
+from orders.models import Order, Position
 from signals_in.models import OutcomeStatus, Signal, SignalOutcome, SignalStatus, Strategy, Subscription
+from signals_in.strategies import issue_webhook_token
 from tests.conftest import token_for
 from tests.e2e.test_reconciliation import stack_celery
-from tests.factories import ProgramFactory
+from tests.factories import ContractLimitFactory, ProgramFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -101,3 +104,64 @@ def test_signal_fans_out_to_every_account_and_a_reversal_enters_after_its_exit_f
     detail = alice_api.get(f"/api/v1/signals/{reversal.pk}/").json()
     assert [o["account"] for o in detail["outcomes"]] == [world["accounts"]["alice"].pk]
     assert detail["outcomes"][0]["exit_order"]["status"] == "filled"
+
+
+def test_a_duplicate_webhook_storm_gives_one_order_per_account_across_fifty_with_one_denied(live_stack, world):
+    staff_api = httpx.Client(
+        base_url=live_stack.base_url, headers={"Authorization": f"Token {token_for(world['staff'])}"}
+    )
+    assert staff_api.post("/api/v1/sim/prices/", json={"symbol": "MES", "price": "5000.25"}).status_code == 200
+    connection = world["accounts"]["alice"].broker_connection
+    strategy = Strategy.objects.create(name="E2E storm", owner=world["alice"])
+    accounts = []
+    for i in range(50):
+        account = open_trading_account(
+            name=f"Storm {i:02d}", program=ProgramFactory(), broker_connection=connection, broker_account_id=f"E2E-D{i}"
+        )
+        PaperBroker(connection).open_account(account_ref=account.broker_account_id, cash=account.starting_balance)
+        Subscription.objects.create(strategy=strategy, account=account, fixed_quantity=2)
+        accounts.append(account)
+    denied_account = accounts[7]
+    ContractLimitFactory(program=denied_account.program, root="MES", max_contracts=1)
+    token = issue_webhook_token(strategy=strategy).raw
+    # What a strategy alert's message gives once TradingView has filled its placeholders.
+    body = '{"ticker": "MES1!", "action": "buy", "quantity": "1"}'
+
+    # The same alert four times at once (TradingView resends, duplicate alerts): one signal.
+    def deliver(_: int) -> httpx.Response:
+        return httpx.post(
+            f"{live_stack.base_url}/webhooks/tradingview/{token}/",
+            content=body,
+            headers={"Content-Type": "text/plain"},
+            timeout=10,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(deliver, range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True, True]
+    assert len({a.json()["signal_id"] for a in answers}) == 1
+    signal = Signal.objects.get(strategy=strategy)
+
+    eventually(
+        lambda: Signal.objects.get(pk=signal.pk).status == SignalStatus.PROCESSED,
+        "the signal processed",
+        live_stack.log_tail,
+        timeout=90,
+    )
+    eventually(
+        lambda: all(held(a) == 2 for a in accounts if a != denied_account), "49 accounts long 2", live_stack.log_tail
+    )
+    outcomes = {o.account_id: o for o in SignalOutcome.objects.filter(signal=signal).select_related("order")}
+    assert len(outcomes) == 50
+    denied = outcomes[denied_account.pk]
+    assert (denied.status, denied.reason_code, denied.order.status) == (
+        OutcomeStatus.DENIED,
+        "max_contracts",
+        OrderStatus.DENIED,
+    )
+    assert held(denied_account) == 0
+    # One order per account at the venue, whatever the storm.
+    client_ids = [o.order.client_order_id for o in outcomes.values() if o.account_id != denied_account.pk]
+    assert VenueOrder.objects.filter(client_order_id__in=client_ids).count() == 49
+    assert Order.objects.filter(account__in=accounts).count() == 50
