@@ -7,10 +7,12 @@ seconds after --warmup seconds. Latency is measured from each request's schedule
 server that falls behind shows it (no coordinated omission); the client's own lag is printed too.
 
 It starts its own stack: a fresh PostgreSQL database (propdesk_bench_webhook), migrate, a flushed
-Redis database (10) under its own key prefix, and daphne (one process), DEBUG off. The strategy
+Redis database (10) under its own key prefix, and the web tier as the Procfile starts it
+(config/web.py: --web-processes daphne processes on one socket, 2 by default), DEBUG off. The strategy
 and its token are made in this process through the services. No Celery worker by default: the
 fan-out of each signal is enqueued (on commit, to Redis) but not run, so the figures are the
-intake's own; --worker starts one. Everything it started is stopped at the end.
+intake's own (the publish happens after the answer, in the web process); --worker starts one.
+Everything it started is stopped at the end.
 
 Run from the project root:  .venv/bin/python bench/webhook.py
 """
@@ -22,8 +24,6 @@ import asyncio
 import json
 import math
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -51,8 +51,11 @@ from bench.order_path import (  # noqa: E402
     raise_on_sigterm,
     say,
 )
+from config.web import DEFAULT_PROCESSES  # noqa: E402
 
 TARGET_P99_MS = 25.0
+# What the Procfile's web line passes to daphne (through config/web.py).
+PROCFILE_DAPHNE_FLAGS = ["--access-log", "/dev/null"]
 TARGET_RATIO = 2.0
 
 
@@ -69,32 +72,14 @@ def build_world() -> str:
     return issue_webhook_token(strategy=strategy, label="bench").path
 
 
-def start_daphne(stack: OwnStack, *, worker: bool, processes: int = 1, profile: bool = False) -> str:
-    """daphne as the Procfile runs it (one process); with processes > 1, that many daphne
-    processes accepting on one listening socket (daphne --fd), the way to use more cores."""
+def start_daphne(stack: OwnStack, *, worker: bool, processes: int, profile: bool = False) -> str:
+    """The web tier as the Procfile starts it (config/web.py: `processes` daphne processes on one
+    listening socket), with the Procfile's daphne flags."""
     port = free_port()
-    if processes == 1:
-        daphne = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-        if profile:
-            daphne = [str(BIN / "python"), "-m", "cProfile", "-o", str(stack.logs / "daphne.prof"), *daphne]
-        stack.spawn("daphne", daphne)
-    else:
-        listener = socket.create_server(("127.0.0.1", port), backlog=1024)
-        listener.set_inheritable(True)
-        for n in range(processes):
-            log = (stack.logs / f"daphne-{n}.log").open("wb")
-            argv = [str(BIN / "daphne"), "--fd", str(listener.fileno()), "config.asgi:application"]
-            process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=stack.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(listener.fileno(),),
-            )
-            stack.processes.append((f"daphne-{n}", process))
-        listener.close()  # the children hold it
+    launcher = [str(BIN / "python"), "-m", "config.web", "--processes", str(processes), "-p", str(port)]
+    if profile:
+        launcher += ["--profile-dir", str(stack.logs)]
+    stack.spawn("web", [*launcher, "--", *PROCFILE_DAPHNE_FLAGS])
     if worker:
         stack.spawn(
             "worker",
@@ -259,7 +244,8 @@ def report(webhook: Load, health: Load, args: argparse.Namespace, stored: dict[s
     print(
         f"propdesk webhook intake: {args.rate:.0f} req/s to the webhook and {args.rate:.0f} req/s to a trivial "
         f"endpoint, interleaved, open loop, {args.duration:.0f} s measured (+{args.warmup:.0f} s warm-up), "
-        f"{args.web_processes} daphne process(es){', a Celery worker' if args.worker else ', no Celery worker'}"
+        f"{args.web_processes} daphne process(es) (config/web.py), "
+        f"{'a Celery worker' if args.worker else 'no Celery worker'}"
     )
     print(f"{'':34}{'sent':>7}{'errors':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for load in (webhook, health):
@@ -310,11 +296,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="client keep-alive connections at most")
     parser.add_argument("--worker", action="store_true", help="also run a Celery worker (the fan-out)")
     parser.add_argument(
-        "--web-processes", type=int, default=1, help="daphne processes sharing the port (the Procfile runs 1)"
+        "--web-processes",
+        type=int,
+        default=DEFAULT_PROCESSES,
+        help="daphne processes sharing the port (config/web.py; the Procfile's default)",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
-        "--profile-server", action="store_true", help="run daphne under cProfile (daphne.prof in the logs dir)"
+        "--profile-server",
+        action="store_true",
+        help="run each daphne under cProfile (daphne-<n>.prof in the logs dir; main thread only)",
     )
     own = parser.add_argument_group("own stack")
     own.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
+
+from brokers.errors import BrokerError
 
 
 class Capability(StrEnum):
@@ -115,21 +117,47 @@ class HealthReport:
 
 Report = BrokerOrder | BrokerFill
 
+_DECIMALS = ("avg_fill_price", "limit_price", "stop_price", "price", "fee")
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    """A report as JSON (to book it in another process): Decimals and times as strings."""
+    data: dict[str, Any] = {"kind": "fill" if isinstance(report, BrokerFill) else "order"}
+    for name, value in vars(report).items():
+        data[name] = (
+            str(value) if isinstance(value, Decimal) else value.isoformat() if isinstance(value, datetime) else value
+        )
+    return data
+
+
+def report_from_json(data: dict[str, Any]) -> Report:
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    for name in _DECIMALS:
+        if fields.get(name) is not None:
+            fields[name] = Decimal(fields[name])
+    fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+    if data["kind"] == "fill":
+        return BrokerFill(**fields)
+    fields["status"] = ReportedStatus(fields["status"])
+    return BrokerOrder(**fields)
+
 
 class BrokerAdapter(Protocol):
     capabilities: ClassVar[frozenset[Capability]]
 
-    def submit_order(self, request: OrderRequest) -> BrokerOrder: ...
+    def submit_orders(self, requests: Sequence[OrderRequest]) -> list[BrokerOrder | BrokerError]:
+        """Place orders, in one request where the broker takes batches, else one after the other
+        on the same session. One answer per request, in order: the broker's report, or the
+        BrokerRejected that refused that order. An error that concerns the whole call (not
+        reached, outcome unknown, credentials) is raised, and then holds for every order in it."""
+        ...
 
-    def modify_order(
-        self,
-        *,
-        account_ref: str,
-        client_order_id: str,
-        quantity: int | None = None,
-        limit_price: Decimal | None = None,
-        stop_price: Decimal | None = None,
-    ) -> BrokerOrder: ...
+    def modify_orders(self, changes: Sequence[dict[str, Any]]) -> list[BrokerOrder | BrokerError]:
+        """Change working orders: each change holds account_ref, client_order_id and the new
+        quantity, limit_price and/or stop_price (None: unchanged). In one request where the broker
+        takes batches, else one after the other. Answers as submit_orders: per change, the broker's
+        report or the BrokerRejected that refused it; an error of the whole call is raised."""
+        ...
 
     def cancel_order(self, *, account_ref: str, client_order_id: str) -> BrokerOrder: ...
 

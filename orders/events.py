@@ -29,7 +29,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record_event(
+def new_event(
     order: Order,
     event_type: OrderEventType,
     *,
@@ -40,7 +40,8 @@ def record_event(
     actor: User | None = None,
     occurred_at: datetime | None = None,
 ) -> OrderEvent:
-    return OrderEvent.objects.create(
+    """An event row, not saved (for bulk_create); record_event saves one."""
+    return OrderEvent(
         order=order,
         type=event_type,
         from_status=from_status,
@@ -50,6 +51,12 @@ def record_event(
         actor=actor if actor is not None and actor.is_authenticated else None,
         occurred_at=occurred_at or timezone.now(),
     )
+
+
+def record_event(order: Order, event_type: OrderEventType, **fields: Any) -> OrderEvent:
+    event = new_event(order, event_type, **fields)
+    event.save(force_insert=True)
+    return event
 
 
 def move_order(order: Order, target: OrderStatus, event_type: OrderEventType, **event: Any) -> None:

@@ -24,16 +24,18 @@ def _listeners() -> tuple[FillListener, ...]:
     return tuple(import_string(path) for path in settings.ORDER_FILL_LISTENERS)
 
 
-def _call(listener: FillListener, *, account_id: int, fill_ids: list[int]) -> None:
+def _call(listener: FillListener, *, fills: dict[int, list[int]]) -> None:
     try:
-        listener(account_id=account_id, fill_ids=fill_ids)
+        listener(fills=fills)
     except Exception:  # one listener's failure must not undo or block booking, nor other listeners
-        logger.exception("Fill listener %s failed for account %s", listener, account_id)
+        logger.exception("Fill listener %s failed for accounts %s", listener, sorted(fills))
 
 
-def announce_fills(*, account_id: int, fill_ids: list[int]) -> None:
-    """After the current transaction commits, tell every listener about these booked fills."""
-    if not fill_ids:
+def announce_fills(fills: dict[int, list[int]]) -> None:
+    """After the current transaction commits, tell every listener about these booked fills
+    (fill ids by account id): one call per listener for the whole batch, however many accounts."""
+    fills = {account_id: list(ids) for account_id, ids in fills.items() if ids}
+    if not fills:
         return
     for listener in _listeners():
-        transaction.on_commit(partial(_call, listener, account_id=account_id, fill_ids=list(fill_ids)))
+        transaction.on_commit(partial(_call, listener, fills=fills))

@@ -186,31 +186,54 @@ def submit_oco(
 def sync_groups(*, account: TradingAccount, instrument_ids: set[int]) -> None:
     """Bring every open group of these instruments in line with the position and its legs.
     Call with the account's row lock held (apply_broker_reports, cancels)."""
-    for instrument_id in sorted(instrument_ids):
-        open_groups = list(
-            OrderGroup.objects.select_for_update()
-            .filter(
-                account=account,
-                instrument_id=instrument_id,
-                status__in=(OrderGroupStatus.PENDING, OrderGroupStatus.ACTIVE),
-            )
-            .order_by("pk")
+    sync_groups_of({account.pk: instrument_ids})
+
+
+def sync_groups_of(touched: dict[int, set[int]]) -> None:
+    """sync_groups for many accounts (instrument ids by account id) with three queries in all:
+    a batch of broker reports touches hundreds. Call with those accounts' row locks held."""
+    if not touched:
+        return
+    instrument_ids = set().union(*touched.values())
+    open_groups = [
+        group
+        for group in OrderGroup.objects.select_for_update()
+        .filter(
+            account_id__in=list(touched),
+            instrument_id__in=instrument_ids,
+            status__in=(OrderGroupStatus.PENDING, OrderGroupStatus.ACTIVE),
         )
-        if not open_groups:
-            continue
-        position = Position.objects.filter(account=account, instrument_id=instrument_id).first()
-        held = position.quantity if position else 0
-        legs = _legs_by_group(open_groups)
-        for group in open_groups:
-            if group.kind == OrderGroupKind.OCO:
-                _sync_oco(group, legs[group.pk])
-        brackets = [g for g in open_groups if g.kind == OrderGroupKind.BRACKET]
-        context = next((g for g in brackets if g.status == OrderGroupStatus.ACTIVE), None)
-        for group in brackets:
-            if group.status == OrderGroupStatus.PENDING:
-                context = _sync_pending_bracket(group, legs[group.pk], held=held, context=context, legs=legs)
-        if context is not None:
-            _sync_context(context, legs[context.pk], held=held)
+        .order_by("pk")
+        if group.instrument_id in touched[group.account_id]
+    ]
+    if not open_groups:
+        return
+    held = {
+        (account_id, instrument_id): quantity
+        for account_id, instrument_id, quantity in Position.objects.filter(
+            account_id__in=list(touched), instrument_id__in=instrument_ids
+        ).values_list("account_id", "instrument_id", "quantity")
+    }
+    legs = _legs_by_group(open_groups)
+    by_position: dict[tuple[int, int], list[OrderGroup]] = {}
+    for group in open_groups:
+        by_position.setdefault((group.account_id, group.instrument_id), []).append(group)
+    for key in sorted(by_position):
+        _sync_position(by_position[key], legs, held=held.get(key, 0))
+
+
+def _sync_position(open_groups: list[OrderGroup], legs: dict[int, list[Order]], *, held: int) -> None:
+    """One position's open groups (oldest first) in line with it."""
+    for group in open_groups:
+        if group.kind == OrderGroupKind.OCO:
+            _sync_oco(group, legs[group.pk])
+    brackets = [g for g in open_groups if g.kind == OrderGroupKind.BRACKET]
+    context = next((g for g in brackets if g.status == OrderGroupStatus.ACTIVE), None)
+    for group in brackets:
+        if group.status == OrderGroupStatus.PENDING:
+            context = _sync_pending_bracket(group, legs[group.pk], held=held, context=context, legs=legs)
+    if context is not None:
+        _sync_context(context, legs[context.pk], held=held)
 
 
 def _legs_by_group(groups: list[OrderGroup]) -> dict[int, list[Order]]:
@@ -373,7 +396,7 @@ def _release(leg: Order, *, quantity: int) -> None:
     """A held leg goes out: committed NEW (with its size and price) before the send."""
     leg.quantity = quantity
     move_order(leg, OrderStatus.NEW, OrderEventType.RELEASED, detail=f"Entry filled: {leg.side} {quantity}.")
-    tasks.send_order_to_broker_task.delay_on_commit(leg.pk)
+    tasks.send_orders_to_broker_task.delay_on_commit([leg.pk])
 
 
 def _change_leg(leg: Order, *, why: str, **terms: object) -> None:
@@ -400,6 +423,20 @@ def position_context(*, account_id: int, instrument_id: int) -> OrderGroup | Non
     return OrderGroup.objects.filter(
         account_id=account_id, instrument_id=instrument_id, kind=OrderGroupKind.BRACKET, status=OrderGroupStatus.ACTIVE
     ).first()
+
+
+def contexts_with_plans(*, account_id: int, instrument_ids: set[int]) -> bool:
+    """Whether any of these positions' contexts carries a plan the trader sent with the bracket."""
+    return (
+        OrderGroup.objects.filter(
+            account_id=account_id,
+            instrument_id__in=instrument_ids,
+            kind=OrderGroupKind.BRACKET,
+            status=OrderGroupStatus.ACTIVE,
+        )
+        .exclude(plan={})
+        .exists()
+    )
 
 
 def protective_leg(*, account_id: int, instrument_id: int, role: OrderRole) -> Order | None:

@@ -11,19 +11,23 @@ Lock order, as in orders.services: account, then plan, then orders.
 """
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
+from redis.commands.core import Script
 
 from accounts.models import Program, TradingAccount
 from accounts.realtime import on_commit, publish_account_event
 from brokers.market_data import get_last_price
+from brokers.models import Instrument
 from brokers.ticks import display_price
 from config.errors import DomainError, NotFoundError
 from config.redis_client import get_redis, key
@@ -33,6 +37,7 @@ from orders.domain import (
     LIQUIDATING_SOURCES,
     LIVE_STATUSES,
     OPEN_STATUSES,
+    PROTECTIVE_ROLES,
     OrderEventType,
     OrderRole,
     OrderSide,
@@ -74,14 +79,19 @@ logger = logging.getLogger(__name__)
 
 User = AbstractBaseUser
 
-# Plans are evaluated at most this often per instrument while prices stream in (leading and
-# trailing, as risk.services.apply_price does for marks): a stop trails within this much of a move.
-EVALUATION_INTERVAL_SECONDS = 0.05
+# A round of price-driven evaluations of one instrument holds its slot this long at most (it is
+# refreshed at every run of the round); should the worker die, the next price starts a new one.
+ROUND_SLOT_SECONDS = 1.0
+# Runs of one round in one task before it hands over to a fresh task (other instruments' rounds
+# waiting in the queue get a worker process too).
+RUNS_PER_TASK = 20
 # After a stop move was asked (or had to wait for one in flight), one more evaluation this much
 # later settles it: a refusal is recorded and asked again even if the market goes quiet.
 FOLLOW_UP_SECONDS = 1.0
 MAX_STOP_REFUSALS = 3
-BAND_TTL_SECONDS = 1.0
+# How long a band stands at most: work it does not know of (a move in flight resolved by
+# reconciliation rather than by its send task) waits at most this long for the next price.
+BAND_TTL_SECONDS = 3.0
 # Refusals older than this are not looked at again (each is recorded once, when first seen).
 REFUSALS_LOOKBACK = timedelta(minutes=15)
 
@@ -95,6 +105,10 @@ class PlanNotFound(NotFoundError):
 
 def _evaluation_slot(symbol: str) -> str:
     return key("plans", "evaluation-pending", symbol)
+
+
+def _evaluation_again(symbol: str) -> str:
+    return key("plans", "evaluation-again", symbol)
 
 
 def _follow_up_slot(symbol: str) -> str:
@@ -113,32 +127,91 @@ def _band_key(symbol: str) -> str:
     return key("plans", "band", symbol)
 
 
+# A band is "up|down" ('' for no bound; "-Infinity"/"Infinity": any price acts). Decimal prices of
+# a few significant digits compare exactly as Lua doubles (distinct ones stay distinct, in order).
+_PRICE_SCRIPT = """
+local function num(s)
+  if s == '-Infinity' then return -math.huge elseif s == 'Infinity' then return math.huge end
+  return tonumber(s)
+end
+local band = redis.call('GET', KEYS[1])
+if band then
+  local sep = string.find(band, '|', 1, true)
+  local up, down = string.sub(band, 1, sep - 1), string.sub(band, sep + 1)
+  local price = tonumber(ARGV[1])
+  if (up == '' or price < num(up)) and (down == '' or price > num(down)) then return 0 end
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  if band then return 2 end
+  return 1
+end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+return 3
+"""
+# The end of a run: another run when prices outside the band arrived meanwhile, else the round ends.
+_RUN_END_SCRIPT = """
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
+_NOTHING_TO_DO, _NEW_ROUND_UNKNOWN, _NEW_ROUND, _ROUND_RUNNING = 0, 1, 2, 3
+
+
+@cache
+def _script(source: str) -> Script:
+    """A script run by its SHA (EVALSHA; redis-py loads it again should Redis have lost it)."""
+    return get_redis().register_script(source)
+
+
 def request_evaluation(symbol: str, price: Decimal) -> None:
     """A new price of `symbol` (called by risk.services.apply_price): evaluate its plans and
-    emulated trailing stops at once, and once more at the end of the interval with the newest
-    price, however many prices arrive in between.
+    emulated trailing stops at once, and again with the newest price as long as prices keep
+    arriving during the evaluations, however many arrive.
 
-    Prices inside the symbol's band (between the nearest prices at which any plan or trailing
-    stop could act, written by the last evaluation) are skipped with one Redis read. The band
-    lives BAND_TTL_SECONDS, so work it did not know of (a trailing stop just accepted on a symbol
-    with plans) waits at most that long; attaching or ending a plan drops it at once.
+    One Redis script per price decides (decision 0017): a price inside the symbol's band (between
+    the nearest prices at which any plan or trailing stop could act, written by the last
+    evaluation) changes nothing; outside it, a price starts a round (one task, evaluate_round)
+    unless one is running, which it then flags to run once more. The band lives BAND_TTL_SECONDS,
+    so work it did not know of waits at most that long; attaching or ending a plan, a trailing
+    stop accepted and a stop move answered drop it at once.
     """
     redis = get_redis()
-    if _inside_band(symbol, price):
-        return
-    if not redis.set(_evaluation_slot(symbol), "1", nx=True, px=int(EVALUATION_INTERVAL_SECONDS * 1000) * 4):
-        return
-    if not has_managed_orders(symbol):
-        release_evaluation_slot(symbol)  # so a plan or trailing stop placed next is seen at the next price
-        return
-    tasks.evaluate_plans_task.delay(symbol)
-    tasks.evaluate_plans_task.apply_async((symbol,), kwargs={"trailing": True}, countdown=EVALUATION_INTERVAL_SECONDS)
+    slot_ms = int(ROUND_SLOT_SECONDS * 1000)
+    keys = [_band_key(symbol), _evaluation_slot(symbol), _evaluation_again(symbol)]
+    outcome = _script(_PRICE_SCRIPT)(keys=keys, args=[str(price), slot_ms])
+    if outcome == _NEW_ROUND_UNKNOWN:
+        version = _band_version(symbol)
+        if not has_managed_orders(symbol):
+            # Nothing to evaluate: an empty band skips this symbol's prices for a while, and the
+            # slot is free for the first price after a plan or trailing stop is placed (which
+            # drops the band).
+            _store_band(symbol, [], version=version)
+            redis.delete(_evaluation_slot(symbol))
+            return
+    if outcome in (_NEW_ROUND_UNKNOWN, _NEW_ROUND):
+        tasks.evaluate_plans_task.delay(symbol, price_round=True)
 
 
-def release_evaluation_slot(symbol: str, *, follow_up: bool = False) -> None:
-    """Called by a trailing (or follow-up) run before it reads the price: a price after this
-    starts a new round. (The slots also expire by themselves, should that run be lost.)"""
-    get_redis().delete(_follow_up_slot(symbol) if follow_up else _evaluation_slot(symbol))
+def evaluate_round(symbol: str) -> None:
+    """The price-driven evaluations of `symbol` (the task request_evaluation starts, holding the
+    symbol's slot): one at the newest price, then one more each time prices outside the band
+    arrived during the last (request_evaluation flags them), until none did."""
+    slot_ms = int(ROUND_SLOT_SECONDS * 1000)
+    keys = [_evaluation_slot(symbol), _evaluation_again(symbol)]
+    for _ in range(RUNS_PER_TASK):
+        evaluate_symbol(symbol=symbol, outside_band_only=True)
+        if not _script(_RUN_END_SCRIPT)(keys=keys, args=[slot_ms]):
+            return
+    tasks.evaluate_plans_task.delay(symbol, price_round=True)  # the round goes on (slot held) in a fresh task
+
+
+def release_follow_up_slot(symbol: str) -> None:
+    """Called by the follow-up run before it reads the price: a move asked after this gets a
+    follow-up of its own. (The slot also expires by itself, should that run be lost.)"""
+    get_redis().delete(_follow_up_slot(symbol))
 
 
 def _inside_band(symbol: str, price: Decimal) -> bool:
@@ -149,18 +222,62 @@ def _inside_band(symbol: str, price: Decimal) -> bool:
     return (not up or price < Decimal(up)) and (not down or price > Decimal(down))
 
 
-def drop_band(symbol: str) -> None:
-    """After commit: the next price of `symbol` is evaluated whatever it is (plans changed)."""
-    on_commit(lambda: get_redis().delete(_band_key(symbol)))
+def _band_version_key(symbol: str) -> str:
+    return key("plans", "band-version", symbol)
 
 
-def _store_band(symbol: str, triggers: list[tuple[bool, Decimal]]) -> None:
+def drop_band(symbol: str, *, at_once: bool = False) -> None:
+    """After commit (`at_once`: now, for a caller whose writes are committed): the next price of
+    `symbol` is evaluated whatever it is (plans changed, a stop move was answered). A band
+    computed before the drop is not stored after it."""
+
+    def drop() -> None:
+        pipeline = get_redis().pipeline(transaction=True)
+        pipeline.delete(_band_key(symbol))
+        pipeline.incr(_band_version_key(symbol))
+        pipeline.execute()
+
+    if at_once:
+        drop()
+    else:
+        on_commit(drop)
+
+
+def _band_version(symbol: str) -> str:
+    """Read before an evaluation reads the rows its band is computed from."""
+    return str(get_redis().get(_band_version_key(symbol)) or "0")
+
+
+# Stores the band unless it was dropped since the evaluation began (then it may be stale: the
+# next price evaluates instead).
+_STORE_BAND_SCRIPT = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+def _store_band(symbol: str, triggers: list[tuple[bool, Decimal]], *, version: str) -> None:
     """The nearest prices at which anything could act: longs (and sell stops) at or above
     `up`, shorts (and buy stops) at or below `down`."""
     up = min((price for long, price in triggers if long), default=None)
     down = max((price for long, price in triggers if not long), default=None)
     band = f"{'' if up is None else up}|{'' if down is None else down}"
-    on_commit(lambda: get_redis().set(_band_key(symbol), band, px=int(BAND_TTL_SECONDS * 1000)))
+    keys = [_band_key(symbol), _band_version_key(symbol)]
+    ttl = int(BAND_TTL_SECONDS * 1000)
+    on_commit(lambda: _script(_STORE_BAND_SCRIPT)(keys=keys, args=[version, band, ttl]))
+
+
+def _refused_key(symbol: str) -> str:
+    return key("plans", "stop-refused", symbol)
+
+
+def note_stop_refused(symbol: str) -> None:
+    """A stop move in `symbol` was refused (orders.services._drop_change, the one place a refused
+    stop change is recorded). Evaluations look for refusals to record only while this mark
+    stands (REFUSALS_LOOKBACK, as far back as they look): the query cost ~1.3 ms per evaluation,
+    and refusals are rare. Set at once: a mark before the commit only costs that query once more."""
+    get_redis().set(_refused_key(symbol), "1", px=int(REFUSALS_LOOKBACK.total_seconds() * 1000))
 
 
 def _schedule_follow_up(symbol: str) -> None:
@@ -210,6 +327,17 @@ def _store_state(plan: PositionPlan, state: PlanState) -> None:
     plan.save(update_fields=[*_STATE_FIELDS, "updated_at"])
 
 
+def _store_states(plans: list[PositionPlan], *, now: datetime) -> None:
+    """Save many plans' standing: one UPDATE per distinct standing. After one price the plans
+    that move share a few (the same best price, the same flags); bulk_update's CASE per row and
+    field cost ~3 ms per plan (bench/plans.py profile)."""
+    same: dict[tuple[Any, ...], list[int]] = {}
+    for plan in plans:
+        same.setdefault(tuple(getattr(plan, name) for name in _STATE_FIELDS), []).append(plan.pk)
+    for values, ids in same.items():
+        PositionPlan.objects.filter(pk__in=ids).update(**dict(zip(_STATE_FIELDS, values, strict=True)), updated_at=now)
+
+
 def _record(
     plan: PositionPlan,
     kind: PlanEventKind,
@@ -217,6 +345,7 @@ def _record(
     *,
     price: Decimal | None = None,
     order: Order | None = None,
+    order_id: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> PlanEvent:
     event = PlanEvent.objects.create(
@@ -224,7 +353,7 @@ def _record(
         kind=kind,
         detail=detail[:500],
         price=price,
-        order=order,
+        order_id=order.pk if order is not None else order_id,
         payload=payload or {},
         occurred_at=timezone.now(),
     )
@@ -360,23 +489,35 @@ def start_default_plans(*, account: TradingAccount, instrument_ids: set[int]) ->
     positions that went flat (or reversed), and start the program's default plan on a position
     that opened without one. A default starts once per position: a plan the trader cancelled
     is not started again by the next fill."""
+    # Plans change status only under their account's lock, which the caller holds: a plain read
+    # of a few columns is enough to see that nothing ends, the usual case (every booked stop move
+    # passes here; loading and locking the plans with their positions was ~18% of the send
+    # worker's CPU, decision 0017). Plans that do end are locked and loaded.
     plans = list(
-        PositionPlan.objects.select_for_update(of=("self",))
-        .filter(account=account, instrument_id__in=instrument_ids, status=PlanStatus.ACTIVE)
-        .select_related("position", "instrument")
+        PositionPlan.objects.filter(
+            account=account, instrument_id__in=instrument_ids, status=PlanStatus.ACTIVE
+        ).values_list("pk", "instrument_id", "side", "position__quantity")
     )
-    for plan in plans:
+    ending = [pk for pk, _, side, held in plans if held == 0 or (held > 0) != (side == LONG)]
+    for plan in (
+        PositionPlan.objects.select_for_update(of=("self",))
+        .filter(pk__in=ending)
+        .select_related("position", "instrument")
+        if ending
+        else ()
+    ):
         held = plan.position.quantity
-        if held == 0 or (held > 0) != (plan.side == LONG):
-            _end_plan(
-                plan,
-                PlanStatus.DONE,
-                "The position is flat: the plan is done." if held == 0 else "The position reversed: the plan is done.",
-            )
-    managed = {plan.instrument_id for plan in plans if plan.status == PlanStatus.ACTIVE}
+        _end_plan(
+            plan,
+            PlanStatus.DONE,
+            "The position is flat: the plan is done." if held == 0 else "The position reversed: the plan is done.",
+        )
+    managed = {instrument_id for pk, instrument_id, _, _ in plans if pk not in ending}
     if not instrument_ids - managed:
         return  # every position here is managed: the usual case of a fill or a stop move confirmed
     default = Program.objects.filter(pk=account.program_id).values_list("default_position_plan", flat=True).first()
+    if not default and not groups.contexts_with_plans(account_id=account.pk, instrument_ids=instrument_ids - managed):
+        return  # no plan to start: none came with a bracket, the program gives none (a fan-out's usual case)
     for position in Position.objects.open().filter(account=account, instrument_id__in=instrument_ids - managed):
         if PositionPlan.objects.filter(position=position, created_at__gte=position.opened_at).exists():
             continue
@@ -399,10 +540,23 @@ def start_default_plans(*, account: TradingAccount, instrument_ids: set[int]) ->
 
 
 @dataclass(frozen=True)
+class Leg:
+    """A position's live stop as the evaluation reads it (a few columns: an Order object and its
+    Instrument per plan were most of an evaluation's CPU; decision 0017)."""
+
+    pk: int
+    account_id: int
+    instrument_id: int
+    stop_price: Decimal | None
+    pending_change: dict[str, Any]
+    tick_size: Decimal
+
+
+@dataclass(frozen=True)
 class Context:
     """What one plan's evaluation needs from the rows around it."""
 
-    leg: Order | None  # the position's live stop
+    leg: Order | Leg | None  # the position's live stop
     closing: int  # contracts being closed by orders on their way
     refusals: int  # stop moves the broker refused since the plan started
 
@@ -411,20 +565,28 @@ def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
     """Evaluate every active plan and emulated trailing stop of `symbol` at its newest price.
     `outside_band_only`: the trailing run of a round, which has nothing to do if the newest price
     is inside the band the leading run left."""
+    version = _band_version(symbol)
     price = get_last_price(symbol)
     if price is None or (outside_band_only and _inside_band(symbol, price)):
         return
     now = timezone.now()
-    follow_up, triggers = trailing.follow_trailing_orders(symbol=symbol, price=price)
+    follow_up, triggers = _follow_trailing_orders(symbol, price, version=version)
+    # The position's quantity as a column and the instrument (one per symbol) shared: building a
+    # Position and an Instrument object per plan was a third of an evaluation's CPU (decision 0017).
     plans = list(
-        PositionPlan.objects.filter(status=PlanStatus.ACTIVE, instrument__symbol=symbol).select_related(
-            "instrument", "position"
+        PositionPlan.objects.filter(status=PlanStatus.ACTIVE, instrument__symbol=symbol).annotate(
+            held=F("position__quantity")
         )
     )
+    if plans:
+        instrument = Instrument.objects.get(pk=plans[0].instrument_id)
+        for plan in plans:
+            plan.instrument = instrument
     contexts = _contexts(plans)
     stop_moves: list[PositionPlan] = []
+    better: list[PositionPlan] = []  # plans whose only change is a new best price
     for plan in plans:
-        decided = _evaluate_plan(plan, contexts[plan.pk], price=price, now=now)
+        decided = _evaluate_plan(plan, contexts[plan.pk], price=price, now=now, better=better)
         if decided is None:
             stop_moves.append(plan)
             continue
@@ -432,29 +594,86 @@ def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
         follow_up |= wants_follow_up
         if trigger is not None:
             triggers.append((plan.side == LONG, trigger))
+    _raise_best_prices(better, price=price, now=now)
     if stop_moves:
         wants_follow_up, moved_triggers = _move_stops_together(stop_moves, contexts, price=price, now=now)
         follow_up |= wants_follow_up
         triggers.extend(moved_triggers)
-    _store_band(symbol, triggers)
+    _store_band(symbol, triggers, version=version)
     if follow_up:
         _schedule_follow_up(symbol)
 
 
+# Symbols whose last look found no emulated trailing stop to follow: (band version, when). A
+# trailing stop accepted drops the band (a new version), so the query is skipped only while the
+# version stands, and for BAND_TTL_SECONDS at most (the band's own bound). It was ~8% of an
+# evaluation's CPU, for no rows on most symbols.
+_without_trailing: dict[str, tuple[str, float]] = {}
+
+
+def _follow_trailing_orders(symbol: str, price: Decimal, *, version: str) -> tuple[bool, list[tuple[bool, Decimal]]]:
+    seen = _without_trailing.get(symbol)
+    if seen is not None and seen[0] == version and time.monotonic() - seen[1] < BAND_TTL_SECONDS:
+        return False, []
+    follow_up, triggers = trailing.follow_trailing_orders(symbol=symbol, price=price)
+    if not follow_up and not triggers:
+        _without_trailing[symbol] = (version, time.monotonic())
+    else:
+        _without_trailing.pop(symbol, None)
+    return follow_up, triggers
+
+
+def _raise_best_prices(plans: list[PositionPlan], *, price: Decimal, now: datetime) -> None:
+    """A new best price for plans with nothing else to do: it is `price` for all of them, so one
+    conditional UPDATE per side (never lowers a best another evaluation raised meanwhile)."""
+    for side, better in ((LONG, Q(best_price__lt=price)), (SHORT, Q(best_price__gt=price))):
+        ids = [plan.pk for plan in plans if plan.side == side]
+        if ids:
+            PositionPlan.objects.filter(Q(pk__in=ids) & better).update(best_price=price, updated_at=now)
+
+
 def _contexts(plans: list[PositionPlan]) -> dict[int, Context]:
-    """Stops, closes in flight and refusals for all the plans at once (a few queries, not per plan)."""
+    """Stops, closes in flight and refusals for all the plans at once (two queries, not per plan)."""
     if not plans:
         return {}
     accounts = {plan.account_id for plan in plans}
-    instruments = {plan.instrument_id for plan in plans}
-    legs = _stop_legs(accounts, instruments)
+    tick_sizes = {plan.instrument_id: plan.instrument.tick_size for plan in plans}
+    legs: dict[tuple[int, int], Leg] = {}
     closing: dict[tuple[int, int, str], int] = {}
-    for account_id, instrument_id, side, quantity, filled in Order.objects.filter(
-        account_id__in=accounts, instrument_id__in=instruments, status__in=OPEN_STATUSES, source__in=LIQUIDATING_SOURCES
-    ).values_list("account_id", "instrument_id", "side", "quantity", "filled_quantity"):
-        closing[(account_id, instrument_id, side)] = (
-            closing.get((account_id, instrument_id, side), 0) + quantity - filled
+    # The stops and the closes in flight in one query (one query less per evaluation).
+    for pk, account_id, instrument_id, stop, pending, role, status, source, side, quantity, filled, kind, state in (
+        Order.objects.filter(account_id__in=accounts, instrument_id__in=set(tick_sizes))
+        .filter(
+            Q(role=OrderRole.STOP_LOSS, status__in=LIVE_STATUSES, group__kind="bracket", group__status="active")
+            | (Q(status__in=OPEN_STATUSES, source__in=LIQUIDATING_SOURCES) & ~Q(role__in=PROTECTIVE_ROLES))
         )
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "account_id",
+            "instrument_id",
+            "stop_price",
+            "pending_change",
+            "role",
+            "status",
+            "source",
+            "side",
+            "quantity",
+            "filled_quantity",
+            "group__kind",
+            "group__status",
+        )
+    ):
+        if role == OrderRole.STOP_LOSS and status in LIVE_STATUSES and (kind, state) == ("bracket", "active"):
+            # The newest wins, as in groups.protective_leg.
+            legs[(account_id, instrument_id)] = Leg(
+                pk, account_id, instrument_id, stop, pending, tick_sizes[instrument_id]
+            )
+        if status in OPEN_STATUSES and source in LIQUIDATING_SOURCES and role not in PROTECTIVE_ROLES:
+            # A resting stop or target is not a close on its way (as selectors.liquidating_quantity).
+            closing[(account_id, instrument_id, side)] = (
+                closing.get((account_id, instrument_id, side), 0) + quantity - filled
+            )
     refusals = _record_refusals(plans, legs)
     contexts = {}
     for plan in plans:
@@ -467,10 +686,10 @@ def _contexts(plans: list[PositionPlan]) -> dict[int, Context]:
     return contexts
 
 
-def _stop_legs(accounts: set[int], instruments: set[int]) -> dict[tuple[int, int], Order]:
+def _stop_legs(accounts: set[int], instruments: set[int]) -> dict[tuple[int, int], Leg]:
     """The live stop of each (account, instrument) position context, in one query."""
-    legs: dict[tuple[int, int], Order] = {}
-    for leg in (
+    legs: dict[tuple[int, int], Leg] = {}
+    for row in (
         Order.objects.filter(
             account_id__in=accounts,
             instrument_id__in=instruments,
@@ -479,22 +698,23 @@ def _stop_legs(accounts: set[int], instruments: set[int]) -> dict[tuple[int, int
             group__kind="bracket",
             group__status="active",
         )
-        .select_related("instrument")
         .order_by("pk")
+        .values_list("pk", "account_id", "instrument_id", "stop_price", "pending_change", "instrument__tick_size")
     ):
+        leg = Leg(*row)
         legs[(leg.account_id, leg.instrument_id)] = leg  # the newest wins, as in groups.protective_leg
     return legs
 
 
-def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Order]) -> dict[int, int]:
+def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Leg]) -> dict[int, int]:
     """Stop moves the broker refused (OrderEvent MODIFY_REJECTED on a plan's stop): each becomes a
     FAILED plan event once, saying the old stop is still in force. Returns refusals per plan."""
     plan_by_leg = {}
     for plan in plans:
         leg = legs.get((plan.account_id, plan.instrument_id))
-        if leg is not None and plan.position.quantity != 0:
+        if leg is not None and plan.held != 0:
             plan_by_leg[leg.pk] = plan
-    if not plan_by_leg:
+    if not plan_by_leg or not get_redis().exists(_refused_key(plans[0].instrument.symbol)):
         return {}
     since = max(min(plan.created_at for plan in plans), timezone.now() - REFUSALS_LOOKBACK)
     refused = list(
@@ -528,7 +748,7 @@ def _record_refusals(plans: list[PositionPlan], legs: dict[tuple[int, int], Orde
             PlanEventKind.FAILED,
             f"Moving the stop to {wanted} was refused: {event.detail} The stop stays at {_stop_text(leg)}"
             + ("; no more stop moves for this plan." if giving_up else "; asking again."),
-            order=leg,
+            order_id=leg.pk,
             payload={"order_event": event.pk, "action": "move_stop", "to": wanted, "refusals": counts[plan.pk]},
         )
     return counts
@@ -556,8 +776,9 @@ def record_rejected_exit(order: Order) -> None:
     )
 
 
-def _stop_text(leg: Order) -> str:
-    return display_price(leg.stop_price, leg.instrument.tick_size) if leg.stop_price is not None else "none"
+def _stop_text(leg: Order | Leg) -> str:
+    tick_size = leg.tick_size if isinstance(leg, Leg) else leg.instrument.tick_size
+    return display_price(leg.stop_price, tick_size) if leg.stop_price is not None else "none"
 
 
 def _market(plan: PositionPlan, context: Context, *, price: Decimal, now: datetime, held: int) -> Market:
@@ -576,17 +797,24 @@ def _stop_blocked(context: Context) -> bool:
     return context.leg is None or bool(context.leg.pending_change) or context.refusals >= MAX_STOP_REFUSALS
 
 
-def _trigger(plan: PositionPlan, state: PlanState, *, stop: Decimal | None, refusals: int) -> Decimal | None:
+def _trigger(
+    plan: PositionPlan, state: PlanState, *, stop: Decimal | None, refusals: int, in_flight: bool
+) -> Decimal | None:
+    """The plan's next trigger. A stop with a move in flight cannot move again before the broker
+    answers, so only the plan's exits count then: the answer, once booked, drops the band
+    (orders.services.send_modifies_to_broker), and the follow-up evaluation comes anyway. (Counting
+    the move kept the band open at every price while the broker had not answered: evaluations
+    that could only wait; decision 0017.)"""
     return next_trigger(
         rules_of(plan),
         state,
         stop=stop,
         tick_size=plan.instrument.tick_size,
-        stop_movable=refusals < MAX_STOP_REFUSALS,
+        stop_movable=refusals < MAX_STOP_REFUSALS and not in_flight,
     )
 
 
-def _stop_in_force(leg: Order | None) -> Decimal | None:
+def _stop_in_force(leg: Order | Leg | None) -> Decimal | None:
     """The stop as it stands or as asked of the broker (a move in flight is settled by a follow-up)."""
     if leg is None:
         return None
@@ -594,13 +822,14 @@ def _stop_in_force(leg: Order | None) -> Decimal | None:
 
 
 def _evaluate_plan(
-    plan: PositionPlan, context: Context, *, price: Decimal, now: datetime
+    plan: PositionPlan, context: Context, *, price: Decimal, now: datetime, better: list[PositionPlan]
 ) -> tuple[bool, Decimal | None] | None:
-    """One plan, read without locks; it is locked only when it has something to do (a new best
-    price alone is one conditional UPDATE). Returns whether a follow-up evaluation is needed,
-    and the plan's next trigger price; or None when all it wants is its stop moved, which
-    _move_stops_together does for all such plans of the price at once."""
-    held = plan.position.quantity
+    """One plan, read without locks (`plan.held`: its position's quantity); it is locked only
+    when it has something to do (a new best price alone joins `better`, raised by one UPDATE).
+    Returns whether a follow-up evaluation is needed, and the plan's next trigger price; or None
+    when all it wants is its stop moved, which _move_stops_together does for all such plans of
+    the price at once."""
+    held = plan.held
     if held == 0 or (held > 0) != (plan.side == LONG):
         return _carry_out(plan, context, price=price, now=now)
     before = state_of(plan)
@@ -610,15 +839,11 @@ def _evaluate_plan(
     waiting = wants_stop_move and context.leg is not None and bool(context.leg.pending_change)
     if not actions and replace(result.state, best_price=before.best_price) == before:
         if result.state.best_price != before.best_price:
-            better = (
-                Q(best_price__lt=result.state.best_price)
-                if plan.side == LONG
-                else Q(best_price__gt=result.state.best_price)
-            )
-            PositionPlan.objects.filter(Q(pk=plan.pk) & better).update(
-                best_price=result.state.best_price, updated_at=now
-            )
-        return waiting, _trigger(plan, result.state, stop=_stop_in_force(context.leg), refusals=context.refusals)
+            better.append(plan)
+        in_flight = context.leg is not None and bool(context.leg.pending_change)
+        return waiting, _trigger(
+            plan, result.state, stop=_stop_in_force(context.leg), refusals=context.refusals, in_flight=in_flight
+        )
     exits = any(isinstance(a, ExitPart | ExitAll) for a in actions)
     if actions and not exits:
         return None
@@ -653,7 +878,12 @@ def _move_stops_together(
         )
         held = dict(Position.objects.filter(pk__in=[plan.position_id for plan in plans]).values_list("pk", "quantity"))
         legs = _stop_legs({plan.account_id for plan in plans}, {plan.instrument_id for plan in plans})
-        moves: list[tuple[PositionPlan, Order, MoveStop]] = []
+        # The stops are placed against the market as it is now, which may have moved since the
+        # unlocked read (a busy worker): a stop put through it would be refused (a FAILED event
+        # for nothing). The price read then still counts as seen, for the best price.
+        seen_price, price = price, (get_last_price(plans[0].instrument.symbol) if plans else None) or price
+        now = timezone.now()  # when the moves are asked (their events' time)
+        moves: list[tuple[PositionPlan, Leg, MoveStop]] = []
         changed: list[PositionPlan] = []
         for plan in plans:
             quantity = held.get(plan.position_id, 0)
@@ -663,7 +893,9 @@ def _move_stops_together(
                 one_by_one.append(plan)
                 continue
             result = evaluate(
-                rules_of(plan), state_of(plan), _market(plan, context, price=price, now=now, held=quantity)
+                rules_of(plan),
+                _having_seen(state_of(plan), seen_price),
+                _market(plan, context, price=price, now=now, held=quantity),
             )
             wanted = [a for a in result.actions if isinstance(a, MoveStop)]
             if len(wanted) != len(result.actions) or not wanted or any(leg.pk == m[1].pk for m in moves):
@@ -675,14 +907,20 @@ def _move_stops_together(
             changed.append(plan)
             if _stop_blocked(context):
                 follow_up |= bool(leg.pending_change)
-                trigger = _trigger(plan, result.state, stop=_stop_in_force(leg), refusals=context.refusals)
+                trigger = _trigger(
+                    plan,
+                    result.state,
+                    stop=_stop_in_force(leg),
+                    refusals=context.refusals,
+                    in_flight=bool(leg.pending_change),
+                )
                 if trigger is not None:
                     triggers.append((plan.side == LONG, trigger))
                 continue
             moves.append((plan, leg, wanted[0]))
         outcome = services.modify_stops(
             moves=[
-                services.StopMove(order=leg, stop_price=action.price, detail=f"Plan {plan.pk}: {action.detail}")
+                services.StopMove(order_id=leg.pk, stop_price=action.price, detail=f"Plan {plan.pk}: {action.detail}")
                 for plan, leg, action in moves
             ]
         )
@@ -713,32 +951,48 @@ def _move_stops_together(
                         kind=kind,
                         detail=detail[:500],
                         price=price,
-                        order=leg,
+                        order_id=leg.pk,
                         payload=payload,
                         occurred_at=now,
                     )
                 )
-            trigger = _trigger(plan, state_of(plan), stop=stop, refusals=seen[plan.pk].refusals)
+            in_flight = error is None or isinstance(error, services.ChangePending)
+            trigger = _trigger(plan, state_of(plan), stop=stop, refusals=seen[plan.pk].refusals, in_flight=in_flight)
             if trigger is not None:
                 triggers.append((plan.side == LONG, trigger))
         PlanEvent.objects.bulk_create([event for plan_events in events.values() for event in plan_events])
-        PositionPlan.objects.bulk_update(changed, [*_STATE_FIELDS, "updated_at"])
+        _store_states(changed, now=now)
         for plan in changed:
             _publish_on_commit(plan, events.get(plan.pk, []))
     for plan in one_by_one:
-        wants_follow_up, trigger = _carry_out(plan, seen[plan.pk], price=price, now=now)
+        wants_follow_up, trigger = _carry_out(plan, seen[plan.pk], price=price, now=now, seen_price=seen_price)
         follow_up |= wants_follow_up
         if trigger is not None:
             triggers.append((plan.side == LONG, trigger))
     return follow_up, triggers
 
 
+def _having_seen(state: PlanState, price: Decimal | None) -> PlanState:
+    """The plan's standing with `price` counted as seen (its best price)."""
+    if price is None:
+        return state
+    best = max(state.best_price, price) if state.side == LONG else min(state.best_price, price)
+    return replace(state, best_price=best)
+
+
 def _carry_out(
-    unlocked: PositionPlan, seen: Context, *, price: Decimal, now: datetime, exits: bool = True
+    unlocked: PositionPlan,
+    seen: Context,
+    *,
+    price: Decimal,
+    now: datetime,
+    exits: bool = True,
+    seen_price: Decimal | None = None,
 ) -> tuple[bool, Decimal | None]:
     """Evaluate one plan again under its locks and carry out its actions through the order path.
     `seen` is what the unlocked read found; closes in flight are read again only when it
     wants an exit (close_position checks the quantity again under its own lock anyway).
+    `seen_price`: an earlier price of the same evaluation, counted as seen (for the best price).
     Returns whether a follow-up evaluation is needed, and the plan's next trigger price."""
     follow_up = False
     refusals = seen.refusals
@@ -769,7 +1023,9 @@ def _carry_out(
             refusals=refusals,
         )
         result: Evaluation = evaluate(
-            rules_of(plan), state_of(plan), _market(plan, context, price=price, now=now, held=held)
+            rules_of(plan),
+            _having_seen(state_of(plan), seen_price),
+            _market(plan, context, price=price, now=now, held=held),
         )
         stop = _stop_in_force(leg)
         for action in result.actions:
@@ -806,7 +1062,8 @@ def _carry_out(
         _store_state(plan, result.state)
         if not result.actions:
             _publish_on_commit(plan, [])  # a flag changed (breakeven or trailing reached, the stop already there)
-    return follow_up, _trigger(plan, result.state, stop=stop, refusals=refusals)
+    # A follow-up is wanted exactly when a move was asked or waits for one in flight.
+    return follow_up, _trigger(plan, result.state, stop=stop, refusals=refusals, in_flight=follow_up)
 
 
 def _waiting_for_broker(leg: Order) -> bool:

@@ -490,14 +490,42 @@ def next_trigger(
             if active and from_best is not None:
                 candidates.append(now)  # the best price seen already moves it (a move that had to wait)
             else:
-                tightest = min([rules.trail_ticks, *(step.ticks for step in rules.trail_steps)])
-                # Following at `tightest`, the stop improves once the price is a tick beyond stop + distance.
-                follows = stop + direction * (tightest + 1) * tick_size
-                if active:
-                    candidates.append(follows)
-                else:
-                    activation = state.entry_price + direction * (rules.trail_after_ticks or 0) * tick_size
-                    candidates.append(max(activation, follows) if long else min(activation, follows))
+                activation = state.entry_price + direction * (rules.trail_after_ticks or 0) * tick_size
+                candidates.append(
+                    _trail_trigger(
+                        rules, state, stop=stop, tick_size=tick_size, from_price=None if active else activation
+                    )
+                )
     if not candidates:
         return None
     return min(candidates) if long else max(candidates)
+
+
+def _trail_trigger(
+    rules: PlanRules, state: PlanState, *, stop: Decimal, tick_size: Decimal, from_price: Decimal | None
+) -> Decimal:
+    """The nearest new best price at which the trailing stop moves beyond `stop` (trailing from
+    `from_price` on, None: already). Following at `ticks`, the stop improves once the price is a
+    tick beyond stop + ticks; the distance tightens at each step's R, so each distance counts from
+    the price where it starts. (Counting the tightest distance from the current best instead put
+    the trigger 4 ticks inside the range a trailing plan had already seen: evaluations that could
+    do nothing, at every uptick near the high; decision 0017.)"""
+    long = state.side == LONG
+    direction = 1 if long else -1
+    r = r_distance(state)
+    best_r = (state.best_price - state.entry_price) * direction / r if r > 0 else Decimal(0)
+    assert rules.trail_ticks is not None
+    # (price where the distance starts applying (None: at any new best), the distance there)
+    segments: list[tuple[Decimal | None, int]] = [(None, trail_ticks_at(rules, best_r=best_r) or 0)]
+    if r > 0:
+        for step in rules.trail_steps:
+            if step.r > best_r:
+                ticks = trail_ticks_at(rules, best_r=step.r)
+                assert ticks is not None
+                segments.append((state.entry_price + direction * step.r * r, ticks))
+    triggers = []
+    for starts, ticks in segments:
+        bounds = [stop + direction * (ticks + 1) * tick_size]
+        bounds += [price for price in (starts, from_price) if price is not None]
+        triggers.append(max(bounds) if long else min(bounds))
+    return min(triggers) if long else max(triggers)

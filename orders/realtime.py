@@ -6,13 +6,12 @@ API returns, so a page can render an event and an API answer with the same code.
 
 from typing import Any
 
-from accounts.models import TradingAccount
 from accounts.realtime import on_commit, publish_account_event
 from config.representation import represent
 from orders.models import Order, Position
 from orders.selectors import AccountValuation, mark_positions
 from orders.serializers import AccountSerializer, OrderSerializer, PositionSerializer
-from risk.selectors import RiskAssessment, assess_account
+from risk.selectors import RiskAssessment, accounts_for_assessment, assess_account, assess_accounts
 
 
 def publish_order_updated(order: Order) -> None:
@@ -20,17 +19,9 @@ def publish_order_updated(order: Order) -> None:
     publish_account_event(order.account_id, "order.updated", represent(OrderSerializer, order))
 
 
-def _load_account(account_id: int) -> TradingAccount:
-    return (
-        TradingAccount.objects.select_related("program__firm", "broker_connection")
-        .defer("broker_connection__credentials")  # no need to decrypt secrets for a summary
-        .get(pk=account_id)
-    )
-
-
 def _account_update(account_id: int) -> tuple[AccountValuation, dict[str, Any]]:
     """The account as the API shows it, plus the room left under each risk rule."""
-    assessment = assess_account(_load_account(account_id))
+    assessment = assess_account(accounts_for_assessment().get(pk=account_id))
     return assessment.valuation, _account_payload(assessment)
 
 
@@ -58,15 +49,29 @@ def publish_order_on_commit(order: Order) -> None:
     on_commit(lambda: publish_order_updated(order))
 
 
-def publish_fill_on_commit(*, order: Order, position: Position, account_id: int) -> None:
-    """After commit: the order, the position and the account, from one valuation of the account."""
+def publish_fills_on_commit(booked: list[tuple[Order, Position]]) -> None:
+    """After commit, for fills just booked (each filled order with its position): per account,
+    the orders, the positions and the account, from one valuation of all the accounts together
+    (a fan-out books fills on hundreds at once)."""
+    if not booked:
+        return
 
     def publish() -> None:
-        publish_order_updated(order)
-        valuation, data = _account_update(account_id)
-        (mark,) = [m for m in valuation.positions if m.position.pk == position.pk] or mark_positions([position])
-        publish_account_event(account_id, "position.updated", represent(PositionSerializer, mark))
-        publish_account_event(account_id, "account.updated", data)
+        by_account: dict[int, tuple[dict[int, Order], dict[int, Position]]] = {}
+        for order, position in booked:  # the last state of each order and position wins
+            orders, positions = by_account.setdefault(order.account_id, ({}, {}))
+            orders[order.pk], positions[position.pk] = order, position
+        accounts = list(accounts_for_assessment().filter(pk__in=list(by_account)).order_by("pk"))
+        for assessment in assess_accounts(accounts):
+            account_id = assessment.account.pk
+            orders, positions = by_account[account_id]
+            for order in orders.values():
+                publish_order_updated(order)
+            marks = {m.position.pk: m for m in assessment.valuation.positions}
+            for position in positions.values():
+                mark = marks.get(position.pk) or mark_positions([position])[0]  # flat: not in the valuation
+                publish_account_event(account_id, "position.updated", represent(PositionSerializer, mark))
+            publish_account_event(account_id, "account.updated", _account_payload(assessment))
 
     on_commit(publish)
 

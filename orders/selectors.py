@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import TradingAccount
@@ -55,9 +55,14 @@ def fills_visible_to(user: User) -> QuerySet[Fill]:
     return Fill.objects.filter(account__in=accounts_visible_to(user).values("pk")).select_related("instrument", "order")
 
 
-def open_orders(account_id: int) -> list[Order]:
-    """Orders not yet done (stored, sent or working), with their instruments."""
-    return list(Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).select_related("instrument"))
+def open_orders_of(account_ids: Iterable[int]) -> dict[int, list[Order]]:
+    """Orders not yet done (stored, sent or working), with their instruments, by account id."""
+    by_account: dict[int, list[Order]] = defaultdict(list)
+    for order in Order.objects.filter(account_id__in=list(account_ids), status__in=OPEN_STATUSES).select_related(
+        "instrument"
+    ):
+        by_account[order.account_id].append(order)
+    return by_account
 
 
 def fill_count(*, account_id: int, trade_date: date) -> int:
@@ -120,15 +125,20 @@ def liquidating_quantity(*, account_id: int, instrument_id: int, side: str) -> i
     return sum(quantity - filled for quantity, filled in rows)
 
 
-def opposite_working_quantity(*, account_id: int, instrument_id: int, side: str) -> int:
-    """Unfilled quantity of orders on `side` that can trade now, other than protective legs
-    (a position's stop and target cover it; they never add exposure)."""
+def working_quantities(*, account_ids: Iterable[int], instrument_ids: Iterable[int]) -> dict[tuple[int, int, str], int]:
+    """Unfilled quantity of orders that can trade now, other than protective legs (a position's
+    stop and target cover it; they never add exposure), by (account, instrument, side)."""
+    totals: dict[tuple[int, int, str], int] = defaultdict(int)
     rows = (
-        Order.objects.filter(account_id=account_id, instrument_id=instrument_id, side=side, status__in=OPEN_STATUSES)
+        Order.objects.filter(
+            account_id__in=list(account_ids), instrument_id__in=list(instrument_ids), status__in=OPEN_STATUSES
+        )
         .exclude(role__in=PROTECTIVE_ROLES)
-        .values_list("quantity", "filled_quantity")
+        .values_list("account_id", "instrument_id", "side", "quantity", "filled_quantity")
     )
-    return sum(quantity - filled for quantity, filled in rows)
+    for account_id, instrument_id, side, quantity, filled in rows:
+        totals[(account_id, instrument_id, side)] += quantity - filled
+    return totals
 
 
 @dataclass(frozen=True)
@@ -138,16 +148,29 @@ class ReconciliationRecord:
     error: str
 
 
-def reconciliation_record(account_id: int) -> ReconciliationRecord:
-    """Where the account stands with its broker, for the pre-trade gate (two indexed reads)."""
-    runs = ReconciliationRun.objects.filter(account_id=account_id)
-    last = runs.values("outcome", "started_at", "error").first()
-    failed = last is not None and last["outcome"] == ReconciliationOutcome.FAILED
-    return ReconciliationRecord(
-        last_good_at=runs.exclude(outcome=ReconciliationOutcome.FAILED).values_list("started_at", flat=True).first(),
-        failed_at=last["started_at"] if failed else None,
-        error=last["error"] if failed else "",
+def reconciliation_records(account_ids: Iterable[int]) -> dict[int, ReconciliationRecord]:
+    """Where each account stands with its broker, for the pre-trade gate: one query for any
+    number of accounts (each account's newest run, and its newest run that did not fail, read
+    through the (account, -started_at) index)."""
+    runs = ReconciliationRun.objects.filter(account_id=OuterRef("pk")).order_by("-started_at", "-id")
+    good = runs.exclude(outcome=ReconciliationOutcome.FAILED)
+    rows = (
+        TradingAccount.objects.filter(pk__in=list(account_ids))
+        .annotate(
+            last_outcome=Subquery(runs.values("outcome")[:1]),
+            last_started=Subquery(runs.values("started_at")[:1]),
+            last_error=Subquery(runs.values("error")[:1]),
+            last_good=Subquery(good.values("started_at")[:1]),
+        )
+        .values_list("pk", "last_outcome", "last_started", "last_error", "last_good")
     )
+    records = {}
+    for account_id, outcome, started, error, last_good in rows:
+        failed = outcome == ReconciliationOutcome.FAILED
+        records[account_id] = ReconciliationRecord(
+            last_good_at=last_good, failed_at=started if failed else None, error=error if failed else ""
+        )
+    return records
 
 
 # -- Valuation -----------------------------------------------------------------------------

@@ -7,9 +7,15 @@ from orders import services
 
 
 @shared_task(acks_late=True)
-def send_order_to_broker_task(order_id: int) -> None:
+def send_orders_to_broker_task(order_ids: list[int]) -> None:
     # acks_late is safe: the compare-and-set claim inside makes a redelivery a no-op.
-    services.send_order_to_broker(order_id=order_id)
+    services.send_orders_to_broker(order_ids=order_ids)
+
+
+@shared_task(acks_late=True)
+def book_broker_reports_task(connection_id: int, reports: list[dict], bands_to_drop: list[str] | None = None) -> None:
+    # acks_late is safe: booking is idempotent (fills by fill id, statuses by the state table).
+    services.book_broker_reports(connection_id=connection_id, reports=reports, bands_to_drop=bands_to_drop or [])
 
 
 @shared_task(acks_late=True)
@@ -41,12 +47,22 @@ def send_modifies_to_broker_task(order_ids: list[int]) -> None:
 # orders.plan_service imports this module (to enqueue); importing it when the task runs keeps
 # that cycle out.
 @shared_task(ignore_result=True)
-def evaluate_plans_task(symbol: str, trailing: bool = False, follow_up: bool = False) -> None:
+def evaluate_plans_task(
+    symbol: str, trailing: bool = False, follow_up: bool = False, price_round: bool = False
+) -> None:
+    """price_round: the evaluations prices start (plan_service.request_evaluation); follow_up:
+    the settling run after stop moves; neither: every plan at the newest price (time exits).
+    (`trailing` is the band-only run of the former debounce, kept for tasks queued before it.)"""
     from orders import plan_service
 
-    if trailing or follow_up:
-        plan_service.release_evaluation_slot(symbol, follow_up=follow_up)
-    plan_service.evaluate_symbol(symbol=symbol, outside_band_only=trailing)
+    if price_round:
+        plan_service.evaluate_round(symbol)
+        return
+    if follow_up:
+        plan_service.release_follow_up_slot(symbol)
+    # A follow-up has nothing to do inside the band either: the answers to the moves it follows
+    # drop the band when they are booked (plan_service._trigger).
+    plan_service.evaluate_symbol(symbol=symbol, outside_band_only=trailing or follow_up)
 
 
 # -- Reconciliation with the broker (orders.reconciliation) ----------------------------------

@@ -1,5 +1,6 @@
 """Pre-trade checks against an account snapshot, trading-state changes, and reacting to prices."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -15,13 +16,16 @@ from brokers.models import Instrument
 from config.redis_client import get_redis, key
 from orders import plan_service
 from orders.domain import OrderIntent, OrderSide
+from orders.models import Order
 from orders.realtime import publish_account_on_commit
-from orders.selectors import accounts_exposed_to, open_orders, reconciliation_record
+from orders.selectors import ReconciliationRecord, accounts_exposed_to, open_orders_of, reconciliation_records
 from risk import tasks
 from risk.domain import RiskRule
+from risk.hours import EarlyClose, Release, Window
 from risk.rules import AccountSnapshot, Denial, ReconciliationStatus, evaluate_pre_trade
 from risk.selectors import (
-    assess_account,
+    RiskAssessment,
+    assess_accounts,
     contract_info,
     early_closes,
     releases_near,
@@ -32,11 +36,54 @@ from risk.selectors import (
 MARK_INTERVAL_SECONDS = 0.25
 
 
-def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: datetime | None = None) -> AccountSnapshot:
-    """Everything the pre-trade rules look at, read under the caller's account lock."""
+def build_snapshots(
+    pairs: Sequence[tuple[TradingAccount, Instrument]], *, now: datetime | None = None
+) -> list[AccountSnapshot]:
+    """Everything the pre-trade rules look at, for each (account, instrument the order trades),
+    read under the caller's account locks: the same dozen queries for one account or hundreds."""
+    if not pairs:
+        return []
     now = now or timezone.now()
-    assessment = assess_account(account)
-    working = open_orders(account.pk)
+    accounts = list({account.pk: account for account, _ in pairs}.values())
+    assessments = {a.account.pk: a for a in assess_accounts(accounts, now=now)}
+    working = open_orders_of(list(assessments))
+    windows = windows_for({account.program_id for account in accounts})
+    closes = early_closes()
+    has_blackout = any(a.rules.has_news_blackout for a in assessments.values())
+    releases = releases_near(now) if has_blackout else ()
+    # The reconciliation gate costs two queries, only when it is on.
+    records = reconciliation_records(list(assessments)) if settings.RECONCILIATION_MAX_AGE is not None else {}
+    quoted = get_last_prices(sorted({instrument.symbol for _, instrument in pairs}))
+    return [
+        _snapshot(
+            account,
+            instrument,
+            assessments[account.pk],
+            working[account.pk],
+            windows=windows.get(account.program_id, ()),
+            closes=closes,
+            releases=releases,
+            record=records.get(account.pk),
+            quoted=quoted,
+            now=now,
+        )
+        for account, instrument in pairs
+    ]
+
+
+def _snapshot(
+    account: TradingAccount,
+    instrument: Instrument,
+    assessment: RiskAssessment,
+    working: list[Order],
+    *,
+    windows: tuple[Window, ...],
+    closes: tuple[EarlyClose, ...],
+    releases: tuple[Release, ...],
+    record: ReconciliationRecord | None,
+    quoted: dict[str, Decimal],
+    now: datetime,
+) -> AccountSnapshot:
     contracts = {instrument.symbol: contract_info(instrument)}
     contracts.update((o.instrument.symbol, contract_info(o.instrument)) for o in working)
     contracts.update(
@@ -47,13 +94,12 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
         totals = working_by_symbol.setdefault(order.instrument.symbol, [0, 0])
         totals[0 if order.side == OrderSide.BUY else 1] += order.remaining_quantity
     prices = {m.position.instrument.symbol: m.last_price for m in assessment.valuation.positions if m.last_price}
-    if instrument.symbol not in prices:
-        prices.update(get_last_prices([instrument.symbol]))
+    if instrument.symbol not in prices and instrument.symbol in quoted:
+        prices[instrument.symbol] = quoted[instrument.symbol]
     daily, drawdown = assessment.headroom_for(RiskRule.DAILY_LOSS), assessment.headroom_for(RiskRule.DRAWDOWN)
     state = assessment.state
     reconciliation = ReconciliationStatus()
-    if settings.RECONCILIATION_MAX_AGE is not None:  # the gate costs two indexed reads, only when on
-        record = reconciliation_record(account.pk)
+    if record is not None:
         reconciliation = ReconciliationStatus(
             max_age=settings.RECONCILIATION_MAX_AGE,
             last_good_at=record.last_good_at,
@@ -74,20 +120,23 @@ def build_snapshot(*, account: TradingAccount, instrument: Instrument, now: date
         scaled_max_contracts=state.scaled_max_contracts,
         blocked_until=state.blocked_until,
         blocked_reason=state.blocked_reason,
-        windows=windows_for([account.program_id]).get(account.program_id, ()),
-        early_closes=early_closes(),
-        releases=releases_near(now) if assessment.rules.has_news_blackout else (),
+        windows=windows,
+        early_closes=closes,
+        releases=releases,
         reconciliation=reconciliation,
     )
 
 
-def check_pre_trade(*, account: TradingAccount, intent: OrderIntent, instrument: Instrument) -> list[Denial]:
-    """Every order from every source passes here before it is stored as NEW."""
-    if intent.is_liquidation:
-        # Our own closes (close, flatten, enforcement) pass every rule by design (see
-        # risk.rules); skipping the snapshot keeps a mass flatten after a breach fast.
-        return []
-    return evaluate_pre_trade(intent, build_snapshot(account=account, instrument=instrument))
+def check_pre_trade(
+    orders: Sequence[tuple[TradingAccount, OrderIntent, Instrument]],
+) -> list[list[Denial]]:
+    """Every order from every source passes here before it is stored as NEW: the denials of
+    each (account, intent, instrument), in order. An account appears at most once."""
+    # Our own closes (close, flatten, enforcement) pass every rule by design (see risk.rules);
+    # skipping their snapshots keeps a mass flatten after a breach fast.
+    checked = [(account, instrument) for account, intent, instrument in orders if not intent.is_liquidation]
+    snapshots = iter(build_snapshots(checked))
+    return [[] if intent.is_liquidation else evaluate_pre_trade(intent, next(snapshots)) for _, intent, _ in orders]
 
 
 def set_trading_state(

@@ -57,11 +57,13 @@ def active_links() -> list[CopierLink]:
     return list(CopierLink.objects.filter(is_enabled=True, status=CopierStatus.ACTIVE).order_by("pk"))
 
 
-def copier_roles(account_id: int) -> tuple[bool, bool]:
-    """(leads, follows): whether the account leads or follows an enabled link. One query."""
-    rows = CopierLink.objects.filter(Q(leader_id=account_id) | Q(follower_id=account_id), is_enabled=True)
+def copier_roles(account_ids: list[int]) -> tuple[set[int], set[int]]:
+    """(leaders, followers): which of these accounts lead, and which follow, an enabled link.
+    One query for any number."""
+    rows = CopierLink.objects.filter(Q(leader_id__in=account_ids) | Q(follower_id__in=account_ids), is_enabled=True)
     pairs = list(rows.values_list("leader_id", "follower_id"))
-    return any(leader == account_id for leader, _ in pairs), any(follower == account_id for _, follower in pairs)
+    wanted = set(account_ids)
+    return {leader for leader, _ in pairs} & wanted, {follower for _, follower in pairs} & wanted
 
 
 def follower_instrument(link: CopierLink, leader_instrument: Instrument) -> Instrument:
@@ -484,7 +486,7 @@ def resume_link(*, link: CopierLink, actor: AbstractBaseUser | None = None) -> C
         link.status, link.status_reason = CopierStatus.ACTIVE, ""
         link.save(update_fields=["status", "status_reason", "updated_at"])
         CopyAction.objects.create(
-            link=link, kind=CopyActionKind.SKIPPED, detail=f"Resumed by {who}: copying again from the next check."
+            link=link, kind=CopyActionKind.RESUMED, detail=f"Resumed by {who}: copying again from the next check."
         )
     return link
 

@@ -1,10 +1,12 @@
 """Turning a stored signal into one outcome per enabled subscription: map, size, decide, order.
 
-Each account is settled in its own transaction under its row lock (the lock submit_order takes
-too): its outcome row and its order are committed together, so a second run of the same signal
-(a redelivered task, four concurrent deliveries) finds the outcome and does nothing, and the
-deterministic client id per (signal, subscription, leg) makes even a lost outcome unable to place
-a second order. One account's denial, skip or error never stops the others.
+A chunk of accounts is settled in one transaction under their row locks (the locks submit_order
+takes too): their orders are placed in one submission (orders.services.submit_orders) and
+committed with the outcome rows, so a second run of the same signal (a redelivered task, four
+concurrent deliveries) finds the outcomes and does nothing, and the deterministic client id per
+(signal, subscription, leg) makes even a lost outcome unable to place a second order. One
+account's denial, skip or refusal never stops the others; should something unexpected break the
+chunk, its accounts are settled again one by one.
 
 A reversal exits first; the entry goes out when the exit has filled (`place_reversal_entry`, from
 the fill listener), or the outcome fails `exit_not_filled` after EXIT_FILL_TIMEOUT
@@ -39,7 +41,7 @@ from orders.domain import (
     PositionEffect,
 )
 from orders.models import Order, Position
-from orders.selectors import opposite_working_quantity
+from orders.selectors import working_quantities
 from signals_in import automation, intents, sizing
 from signals_in.models import OutcomeStatus, Signal, SignalOutcome, SignalStatus, Subscription
 
@@ -72,6 +74,13 @@ class FanoutContext:
     signal: Signal
     now: datetime
     _mapped: dict[str, Instrument] = field(default_factory=dict)
+    _prices: dict[str, Decimal | None] = field(default_factory=dict)
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The last price as the fan-out started: one read per instrument, not per account."""
+        if symbol not in self._prices:
+            self._prices[symbol] = get_last_price(symbol)
+        return self._prices[symbol]
 
     def instrument_for(self, subscription: Subscription) -> Instrument:
         """The signal's contract, or the same-expiry contract of the mapped root (its front month
@@ -119,8 +128,11 @@ class EntryTerms:
     stop_distance: Decimal | None
 
 
-def _entry_terms(signal: Signal, instrument: Instrument, *, side: str, quantity: int) -> EntryTerms:
-    """The entry order a signal asks for on `instrument` (quantity 0 is fine for sizing)."""
+def _entry_terms(
+    signal: Signal, instrument: Instrument, *, side: str, quantity: int, last_price: Decimal | None = None
+) -> EntryTerms:
+    """The entry order a signal asks for on `instrument` (quantity 0 is fine for sizing);
+    `last_price` saves reading it when the caller has."""
     tick = instrument.tick_size
     payload = signal.payload or {}
     order_type = OrderType(signal.order_type or OrderType.MARKET)
@@ -144,7 +156,11 @@ def _entry_terms(signal: Signal, instrument: Instrument, *, side: str, quantity:
             }
         )
     reference = (
-        limit_price or stop_price or _price(signal.signal_price, instrument) or get_last_price(instrument.symbol)
+        limit_price
+        or stop_price
+        or _price(signal.signal_price, instrument)
+        or last_price
+        or get_last_price(instrument.symbol)
     )
     distance = sizing.stop_distance(stop_loss=levels["stop_loss"], reference=reference, tick_size=tick)
     intent = OrderIntent(
@@ -213,10 +229,30 @@ def process_signal_chunk(*, signal_id: int, subscription_ids: list[int], expecte
 
 def _settle_chunk(signal: Signal, subscription_ids: list[int], *, expected: int) -> None:
     context = FanoutContext(signal=signal, now=timezone.now())
-    subscriptions = Subscription.objects.filter(pk__in=subscription_ids, is_enabled=True).order_by("account_id")
-    for subscription in subscriptions:
-        _settle_account(signal, subscription, context)
+    subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids, is_enabled=True).order_by("account_id"))
+    try:
+        with transaction.atomic():
+            _settle_accounts(signal, subscriptions, context)
+    except Exception:
+        # Something unexpected broke the batch: settle each account alone, so that it stops only its own.
+        logger.exception("Signal %s: settling %d accounts together failed; one by one", signal.pk, len(subscriptions))
+        for subscription in subscriptions:
+            _settle_alone(signal, subscription, context)
     _finish_signal(signal, expected=expected)
+
+
+def _settle_alone(signal: Signal, subscription: Subscription, context: FanoutContext) -> None:
+    try:
+        with transaction.atomic():
+            _settle_accounts(signal, [subscription], context)
+    except DomainError as exc:
+        status = OutcomeStatus.SKIPPED if exc.code in SKIP_CODES else OutcomeStatus.FAILED
+        _record_without_order(signal, subscription, status, exc.code, exc.detail)
+    except Exception as exc:  # one account's surprise must not stop the others
+        logger.exception("Signal %s on account %s failed", signal.pk, subscription.account_id)
+        _record_without_order(
+            signal, subscription, OutcomeStatus.FAILED, "unexpected_error", f"Unexpected error ({type(exc).__name__})."
+        )
 
 
 def _finish_signal(signal: Signal, *, expected: int, failed: tuple[str, str] | None = None) -> None:
@@ -243,31 +279,98 @@ def _is_settled(outcome: SignalOutcome) -> bool:
     return True
 
 
-def _settle_account(signal: Signal, subscription: Subscription, context: FanoutContext) -> None:
-    try:
-        with transaction.atomic():
-            account = (
-                TradingAccount.objects.select_for_update(of=("self",))
-                .select_related("broker_connection")
-                .defer("broker_connection__credentials")  # never needed here, costly to decrypt
-                .get(pk=subscription.account_id)
-            )
-            outcome = SignalOutcome.objects.filter(signal=signal, account=account).first()
-            if outcome is not None and _is_settled(outcome):
-                return
-            outcome = outcome or SignalOutcome(signal=signal, account=account)
-            outcome.subscription = subscription
-            outcome.reason_code, outcome.reason = "", ""
-            _act(signal, subscription, account, outcome, context)
+@dataclass(frozen=True)
+class _Leg:
+    """An order an outcome places in this run."""
+
+    outcome: SignalOutcome
+    name: str  # "entry" or "exit"
+    request: order_services.OrderToSubmit
+    plan: intents.Plan
+    held: int
+
+
+def _settle_accounts(signal: Signal, subscriptions: list[Subscription], ctx: FanoutContext) -> None:
+    """Settle these accounts in the caller's transaction, under their row locks (taken in id
+    order): decide each account's step, place every order in one submission, save the outcomes.
+    An account that is already settled (an earlier or concurrent run) is left as it is."""
+    accounts = {
+        account.pk: account
+        for account in TradingAccount.objects.select_for_update(of=("self",))
+        .select_related("broker_connection")
+        .defer("broker_connection__credentials")  # never needed here, costly to decrypt
+        .filter(pk__in=[s.account_id for s in subscriptions])
+        .order_by("pk")
+    }
+    outcomes = {o.account_id: o for o in SignalOutcome.objects.filter(signal=signal, account_id__in=list(accounts))}
+    settling: list[tuple[Subscription, TradingAccount, SignalOutcome]] = []
+    touched: list[SignalOutcome] = []
+    for subscription in subscriptions:
+        account = accounts.get(subscription.account_id)
+        outcome = outcomes.get(subscription.account_id)
+        if account is None or (outcome is not None and _is_settled(outcome)):
+            continue
+        outcome = outcome or SignalOutcome(signal=signal, account=account)
+        outcome.subscription = subscription
+        outcome.reason_code, outcome.reason = "", ""
+        touched.append(outcome)
+        try:
+            outcome.instrument = ctx.instrument_for(subscription)
+        except DomainError as exc:
+            _refuse(outcome, exc)
+            continue
+        settling.append((subscription, account, outcome))
+    legs = _decide_all(signal, settling, ctx)
+    results = order_services.submit_orders([leg.request for leg in legs], source=OrderSource.WEBHOOK)
+    latency = _latency_ms(signal)
+    for leg, result in zip(legs, results, strict=True):
+        if isinstance(result, DomainError):
+            _refuse(leg.outcome, result)
+        elif leg.name == "exit":
+            _exit_placed(leg, result.order)
+        else:
+            _entry_placed(leg.outcome, result.order)
+        leg.outcome.latency_ms = latency
+    for outcome in touched:
+        if outcome.pk is not None:  # an earlier run's failure, tried again
             outcome.save()
-    except DomainError as exc:
-        status = OutcomeStatus.SKIPPED if exc.code in SKIP_CODES else OutcomeStatus.FAILED
-        _record_without_order(signal, subscription, status, exc.code, exc.detail)
-    except Exception as exc:  # one account's surprise must not stop the others
-        logger.exception("Signal %s on account %s failed", signal.pk, subscription.account_id)
-        _record_without_order(
-            signal, subscription, OutcomeStatus.FAILED, "unexpected_error", f"Unexpected error ({type(exc).__name__})."
+    SignalOutcome.objects.bulk_create([outcome for outcome in touched if outcome.pk is None])
+
+
+def _refuse(outcome: SignalOutcome, error: DomainError) -> None:
+    outcome.status = OutcomeStatus.SKIPPED if error.code in SKIP_CODES else OutcomeStatus.FAILED
+    outcome.reason_code, outcome.reason = error.code[:40], error.detail[:500]
+
+
+def _decide_all(
+    signal: Signal, settling: list[tuple[Subscription, TradingAccount, SignalOutcome]], ctx: FanoutContext
+) -> list[_Leg]:
+    """Each account's step from its position (two queries for all): skips and cancels are
+    settled here, the orders to place are returned."""
+    account_ids = [account.pk for _, account, _ in settling]
+    instrument_ids = {outcome.instrument_id for _, _, outcome in settling}
+    held = {
+        (account_id, instrument_id): quantity
+        for account_id, instrument_id, quantity in Position.objects.filter(
+            account_id__in=account_ids, instrument_id__in=instrument_ids
         )
+        .order_by()
+        .values_list("account_id", "instrument_id", "quantity")
+    }
+    working = working_quantities(account_ids=account_ids, instrument_ids=instrument_ids) if held else {}
+    legs: list[_Leg] = []
+    for subscription, account, outcome in settling:
+        quantity = held.get((account.pk, outcome.instrument_id), 0)
+        against = OrderSide.SELL if quantity > 0 else OrderSide.BUY
+        closing = working.get((account.pk, outcome.instrument_id, against), 0) if quantity else 0
+        try:
+            leg = _decide(signal, subscription, account, outcome, ctx, held=quantity, closing=closing)
+        except DomainError as exc:
+            _refuse(outcome, exc)
+            continue
+        if leg is not None:
+            legs.append(leg)
+    return legs
 
 
 def _record_without_order(
@@ -284,28 +387,26 @@ def _record_without_order(
             outcome.save(update_fields=["status", "reason_code", "reason", "updated_at"])
 
 
-def _act(
-    signal: Signal, subscription: Subscription, account: TradingAccount, outcome: SignalOutcome, ctx: FanoutContext
-) -> None:
-    """Decide and place, under the account's lock; sets the outcome's fields (the caller saves)."""
-    instrument = ctx.instrument_for(subscription)
-    outcome.instrument = instrument
-    held = (
-        Position.objects.filter(account=account, instrument=instrument)
-        .order_by()  # no join for the model's ordering: one indexed row
-        .values_list("quantity", flat=True)
-        .first()
-    ) or 0
-    closing = (
-        opposite_working_quantity(
-            account_id=account.pk, instrument_id=instrument.pk, side=OrderSide.SELL if held > 0 else OrderSide.BUY
-        )
-        if held
-        else 0
-    )
+def _decide(
+    signal: Signal,
+    subscription: Subscription,
+    account: TradingAccount,
+    outcome: SignalOutcome,
+    ctx: FanoutContext,
+    *,
+    held: int,
+    closing: int,
+) -> _Leg | None:
+    """One account's step, under its lock: the order to place, or None when the outcome is
+    settled here (a skip, or cancels requested)."""
+    instrument = outcome.instrument
     rule = _rule(subscription)
     entry_side = _entry_side(signal.action, held)
-    terms = _entry_terms(signal, instrument, side=entry_side, quantity=1) if entry_side else None
+    terms = (
+        _entry_terms(signal, instrument, side=entry_side, quantity=1, last_price=ctx.last_price(instrument.symbol))
+        if entry_side
+        else None
+    )
     sized = sizing.Sized(0, "size_zero", "")
     if terms is not None:
         confidence = signal.confidence if (signal.payload or {}).get("size_by_confidence") else None
@@ -331,43 +432,48 @@ def _act(
         if code == "size_zero" and sized.code:
             code, detail = sized.code, sized.detail or detail
         outcome.status, outcome.reason_code, outcome.reason = OutcomeStatus.SKIPPED, code, detail[:500]
-        return
+        return None
     if plan.step == intents.Step.CANCEL:
-        _cancel_working(account, instrument, outcome)
-        return
-    leg_id = {
-        leg: signal_client_order_id(
-            signal_id=signal.pk, subscription_id=subscription.pk, account_id=account.pk, leg=leg
-        )
-        for leg in ("entry", "exit")
-    }
-    if plan.step in (intents.Step.EXIT, intents.Step.REVERSE):
-        exit_order = _submit_exit(account, instrument, plan, client_order_id=leg_id["exit"])
-        outcome.exit_order = exit_order
-        outcome.latency_ms = _latency_ms(signal)
-        if plan.step == intents.Step.EXIT:
-            outcome.quantity = plan.exit_quantity
-            outcome.status = OutcomeStatus.ORDERED
-            outcome.reason_code, outcome.reason = plan.code, plan.detail[:500]
-            return
-        outcome.quantity = plan.entry_quantity
-        outcome.status = OutcomeStatus.WAITING_EXIT
-        outcome.reason_code = "waiting_exit"
-        outcome.reason = f"Exiting {abs(held)} first; the entry goes out when the exit has filled."
-        return
-    assert terms is not None
-    _place_entry(
-        account,
-        outcome,
-        terms=EntryTerms(
-            intent=replace(terms.intent, side=OrderSide(plan.side), quantity=plan.entry_quantity),
-            bracket=terms.bracket,
-            stop_distance=terms.stop_distance,
-        ),
-        client_order_id=leg_id["entry"],
+        with transaction.atomic():  # all of the account's cancels, or none
+            _cancel_working(account, instrument, outcome)
+        return None
+    leg_name = "exit" if plan.step in (intents.Step.EXIT, intents.Step.REVERSE) else "entry"
+    client_order_id = signal_client_order_id(
+        signal_id=signal.pk, subscription_id=subscription.pk, account_id=account.pk, leg=leg_name
     )
+    if leg_name == "exit":
+        # A market order taking the exit quantity off the position, as a close: it only takes
+        # risk off, so risk rules let it through even on a halted account (`closing` made sure
+        # it does not exceed what is left to close).
+        intent = OrderIntent(
+            symbol=instrument.symbol,
+            side=OrderSide(plan.side),
+            quantity=plan.exit_quantity,
+            order_type=OrderType.MARKET,
+            position_effect=PositionEffect.REDUCE,
+            is_liquidation=True,
+        )
+        request = order_services.OrderToSubmit(account, intent, client_order_id)
+    else:
+        assert terms is not None
+        intent = replace(terms.intent, side=OrderSide(plan.side), quantity=plan.entry_quantity)
+        request = order_services.OrderToSubmit(account, intent, client_order_id, bracket=terms.bracket)
+        outcome.quantity = plan.entry_quantity
+    return _Leg(outcome=outcome, name=leg_name, request=request, plan=plan, held=held)
+
+
+def _exit_placed(leg: _Leg, order: Order) -> None:
+    outcome, plan = leg.outcome, leg.plan
+    outcome.exit_order = order
+    if plan.step == intents.Step.EXIT:
+        outcome.quantity = plan.exit_quantity
+        outcome.status = OutcomeStatus.ORDERED
+        outcome.reason_code, outcome.reason = plan.code, plan.detail[:500]
+        return
     outcome.quantity = plan.entry_quantity
-    outcome.latency_ms = _latency_ms(signal)
+    outcome.status = OutcomeStatus.WAITING_EXIT
+    outcome.reason_code = "waiting_exit"
+    outcome.reason = f"Exiting {abs(leg.held)} first; the entry goes out when the exit has filled."
 
 
 def _entry_side(action: str, held: int) -> str:
@@ -379,31 +485,7 @@ def _entry_side(action: str, held: int) -> str:
     return ""
 
 
-def _submit_exit(account: TradingAccount, instrument: Instrument, plan: intents.Plan, *, client_order_id: str) -> Order:
-    """A market order taking `plan.exit_quantity` off the position, as a close: it only takes
-    risk off, so risk rules let it through even on a halted account (the caller checked, under the
-    account's lock, that it does not exceed what is left to close)."""
-    intent = OrderIntent(
-        symbol=instrument.symbol,
-        side=OrderSide(plan.side),
-        quantity=plan.exit_quantity,
-        order_type=OrderType.MARKET,
-        position_effect=PositionEffect.REDUCE,
-        is_liquidation=True,
-    )
-    return order_services.submit_order(
-        account=account, intent=intent, source=OrderSource.WEBHOOK, client_order_id=client_order_id
-    ).order
-
-
-def _place_entry(account: TradingAccount, outcome: SignalOutcome, *, terms: EntryTerms, client_order_id: str) -> None:
-    order = order_services.submit_order(
-        account=account,
-        intent=terms.intent,
-        source=OrderSource.WEBHOOK,
-        client_order_id=client_order_id,
-        bracket=terms.bracket,
-    ).order
+def _entry_placed(outcome: SignalOutcome, order: Order) -> None:
     outcome.order = order
     if order.status == OrderStatus.DENIED:
         denials = order.denials or []
@@ -464,7 +546,14 @@ def place_reversal_entry(*, outcome_id: int) -> None:
             client_order_id = signal_client_order_id(
                 signal_id=signal.pk, subscription_id=outcome.subscription_id, account_id=account.pk, leg="entry"
             )
-            _place_entry(account, outcome, terms=terms, client_order_id=client_order_id)
+            order = order_services.submit_order(
+                account=account,
+                intent=terms.intent,
+                source=OrderSource.WEBHOOK,
+                client_order_id=client_order_id,
+                bracket=terms.bracket,
+            ).order
+            _entry_placed(outcome, order)
             outcome.save()
     except DomainError as exc:
         _fail_waiting(

@@ -261,6 +261,7 @@ class CopyActionKind(models.TextChoices):
     QUARANTINE = "quarantine", "Quarantined"
     SKIPPED = "skipped", "Skipped"
     DENIED = "denied", "Denied by risk"
+    RESUMED = "resumed", "Resumed by staff"
 
 
 class CopyAction(models.Model):

@@ -56,11 +56,13 @@ def get_signal_for_user(*, user: User, signal_id: int | str) -> Signal:
         raise SignalNotFound(f"No signal {signal_id} among your signals.") from None
 
 
-def reversals_ready(*, account_id: int, fill_ids: list[int]) -> list[int]:
-    """Outcomes waiting for an exit that these fills have just filled (one indexed query)."""
+def reversals_ready(fills: dict[int, list[int]]) -> list[int]:
+    """Outcomes waiting for an exit that these fills (ids by account id) have just filled
+    (one indexed query)."""
+    fill_ids = [fill_id for ids in fills.values() for fill_id in ids]
     return list(
         SignalOutcome.objects.filter(
-            account_id=account_id,
+            account_id__in=list(fills),
             status=OutcomeStatus.WAITING_EXIT,
             exit_order__status=OrderStatus.FILLED,
             exit_order__fills__in=fill_ids,

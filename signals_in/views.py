@@ -6,13 +6,16 @@ Django's URLconf) and `WebhookFastPath`, the ASGI wrapper config/asgi.py puts in
 Under ASGI every Django middleware crosses into a worker thread and back twice per request
 (MiddlewareMixin), ~3 ms of CPU before a view runs; the webhook needs none of them (no session,
 cookie, CSRF, user or messages), so the fast path answers /webhooks/ itself and runs the intake
-once in a small thread pool.
+once in a small thread pool. It hands stored signals to the fan-out after answering (HAND_OFF), so
+the Celery publish is off the answer's path (docs/decisions/0016).
 """
 
 import asyncio
 import json
 import logging
+import queue
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,9 +66,49 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# A few threads, not one per request: the intake is mostly waiting on PostgreSQL, and more threads
-# only fight over the GIL (slower answers for every request on the server, not just webhooks).
+# A few threads, not one per request: the intake is mostly waiting on PostgreSQL and Redis, and
+# more threads only fight over the GIL (slower answers for every request on the server).
 _INTAKE_THREADS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="webhook-intake")
+
+
+class HandOff:
+    """One thread that hands stored signals to the fan-out once their answers have gone out. What
+    queues up while it publishes goes in one batch. Signals still queued when the process ends are
+    picked up by the sweep (`intake.signals_to_hand_off_again`)."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[list[int]] = queue.Queue()
+        self._started = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, signal_ids: list[int]) -> None:
+        if self._thread is None:
+            with self._started:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="webhook-handoff", daemon=True)
+                    self._thread.start()
+        self.pending.put(signal_ids)
+
+    def wait(self) -> None:
+        """Until everything submitted so far has been handed off (tests)."""
+        self.pending.join()
+
+    def _run(self) -> None:
+        while True:
+            batches = [self.pending.get()]
+            while True:
+                try:
+                    batches.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                intake.enqueue_processing([signal_id for batch in batches for signal_id in batch])
+            finally:
+                for _ in batches:
+                    self.pending.task_done()
+
+
+HAND_OFF = HandOff()
 _WEBHOOK_PATH = re.compile(r"^/webhooks/tradingview/(?P<token>[^/]+)/$")
 HEALTH_PATH = "/webhooks/health/"
 
@@ -98,22 +141,34 @@ class WebhookFastPath:
             remote_addr=(scope.get("client") or (None,))[0],
             forwarded_for=headers.get("x-forwarded-for"),
         )
+        loop = asyncio.get_running_loop()
         try:
-            answer = await asyncio.get_running_loop().run_in_executor(_INTAKE_THREADS, _receive_in_thread, request)
+            answer, stored = await loop.run_in_executor(_INTAKE_THREADS, _receive_in_thread, request)
         except Exception:
             # Nothing was stored (intake answers every stored signal itself): a 5xx lets
             # TradingView resend it.
             logger.exception("Webhook intake failed before storing the signal")
             await _send_json(send, 500, {"code": "internal_error", "detail": "Try again.", "field": None})
             return
-        await _send_json(send, answer.status, answer.body, answer.headers)
+        try:
+            await _send_json(send, answer.status, answer.body, answer.headers)
+        finally:
+            if stored:
+                HAND_OFF.submit(stored)
 
 
-def _receive_in_thread(request: intake.WebhookRequest) -> intake.WebhookAnswer:
+def _receive_in_thread(request: intake.WebhookRequest) -> tuple[intake.WebhookAnswer, list[int]]:
+    """The answer, and the stored signals to hand to the fan-out once it has been sent."""
     # Django's request_started / request_finished do this around views; here we are our own.
     close_old_connections()
     try:
-        return intake.receive_tradingview_webhook(request)
+        with intake.processing_deferred() as stored:
+            try:
+                return intake.receive_tradingview_webhook(request), stored
+            except Exception:
+                if stored:  # stored before it failed: still fan it out
+                    HAND_OFF.submit(stored)
+                raise
     finally:
         close_old_connections()  # CONN_MAX_AGE 0: the connection goes back to the pool
 

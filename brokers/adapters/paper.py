@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from django.utils import timezone
 
-from brokers.errors import BrokerRejected, BrokerUnavailable, OutcomeUnknown
+from brokers.errors import BrokerError, BrokerRejected, BrokerUnavailable, OutcomeUnknown
 from brokers.interface import (
     Balance,
     BrokerFill,
@@ -99,6 +99,29 @@ def deliver_venue_events(stream_key: str, events: list[dict[str, Any]]) -> None:
     ingest_broker_events_task.delay(int(stream_key), events)
 
 
+def _ticket(request: OrderRequest) -> dict[str, Any]:
+    return {
+        "account_ref": request.account_ref,
+        "client_order_id": request.client_order_id,
+        "symbol": request.symbol,
+        "side": request.side,
+        "quantity": request.quantity,
+        "order_type": request.order_type,
+        "time_in_force": request.time_in_force,
+        "limit_price": request.limit_price,
+        "stop_price": request.stop_price,
+        "trail_amount": request.trail_amount,
+        "oco_group": request.oco_group,
+    }
+
+
+def _answer(answer: dict[str, Any] | VenueError) -> BrokerOrder | BrokerError:
+    if isinstance(answer, VenueError):
+        return BrokerRejected(str(answer))
+    order = parse_order(answer)
+    return BrokerRejected(order.reason) if order.status == ReportedStatus.REJECTED else order
+
+
 class PaperBroker:
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.MODIFY, Capability.PARTIAL_CLOSE, Capability.OCO, Capability.TRAILING_STOP, Capability.FUTURES}
@@ -124,26 +147,16 @@ class PaperBroker:
         """Paper only: open (or re-attach) an account at the venue, streaming to this connection."""
         venue.open_account(ref=account_ref, stream_key=str(self.connection.pk), cash=cash)
 
+    def submit_orders(self, requests: Sequence[OrderRequest]) -> list[BrokerOrder | BrokerError]:
+        """The venue takes a batch in one call (see venue.place_orders)."""
+        answers = self._call(venue.place_orders, tickets=[_ticket(request) for request in requests])
+        return [_answer(answer) for answer in answers]
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        order = parse_order(
-            self._call(
-                venue.place_order,
-                account_ref=request.account_ref,
-                client_order_id=request.client_order_id,
-                symbol=request.symbol,
-                side=request.side,
-                quantity=request.quantity,
-                order_type=request.order_type,
-                time_in_force=request.time_in_force,
-                limit_price=request.limit_price,
-                stop_price=request.stop_price,
-                trail_amount=request.trail_amount,
-                oco_group=request.oco_group,
-            )
-        )
-        if order.status == ReportedStatus.REJECTED:
-            raise BrokerRejected(order.reason)
-        return order
+        (answer,) = self.submit_orders([request])
+        if isinstance(answer, BrokerError):
+            raise answer
+        return answer
 
     def modify_order(
         self,
@@ -164,6 +177,13 @@ class PaperBroker:
                 stop_price=stop_price,
             )
         )
+
+    def modify_orders(self, changes: Sequence[dict[str, Any]]) -> list[BrokerOrder | BrokerError]:
+        """Several changes in one call (see venue.modify_orders), each with modify_order's keyword
+        arguments. One answer per change, in order: the broker's report, or the BrokerRejected that
+        refused it; an error of the whole call (unreachable, answer lost) is raised."""
+        answers = self._call(venue.modify_orders, tickets=list(changes))
+        return [BrokerRejected(str(a)) if isinstance(a, VenueError) else parse_order(a) for a in answers]
 
     def cancel_order(self, *, account_ref: str, client_order_id: str) -> BrokerOrder:
         return parse_order(self._call(venue.cancel_order, account_ref=account_ref, client_order_id=client_order_id))

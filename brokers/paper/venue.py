@@ -5,7 +5,7 @@ pushes what happened (order updates, fills) to the account's stream after its tr
 commits, as a broker's user stream would. Only the paper adapter calls these functions.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -91,9 +91,10 @@ def _push_target() -> Callable[[str, list[Wire]], None]:
     return import_string(settings.PAPER_VENUE_PUSH)
 
 
-def _push_on_commit(account: VenueAccount, events: list[Wire]) -> None:
+def _push_on_commit(stream_key: str, events: list[Wire]) -> None:
+    """After commit, push the events to the stream (one batch per stream, as a broker's user
+    stream sends what happened in one request together)."""
     if events:
-        stream_key = account.stream_key
 
         def push() -> None:
             if not take_fault("lose_events"):
@@ -109,6 +110,13 @@ def _prices_key() -> str:
 def market_price(symbol: str) -> Decimal | None:
     value = get_redis().hget(_prices_key(), symbol)
     return Decimal(value) if value is not None else None
+
+
+def market_prices(symbols: list[str]) -> list[Decimal | None]:
+    """Each symbol's market price, in one read."""
+    if not symbols:
+        return []
+    return [Decimal(v) if v is not None else None for v in get_redis().hmget(_prices_key(), symbols)]
 
 
 # -- Test and demo controls: faults the venue (or the network to it) can be told to produce ----
@@ -135,6 +143,11 @@ return 0
 @cache
 def _take_fault_script():  # type: ignore[no-untyped-def]
     return get_redis().register_script(_TAKE_FAULT)
+
+
+def fault_pending(name: str) -> bool:
+    """Whether a fault of this kind waits (one read; a batch checks once, not per order)."""
+    return int(get_redis().hget(key("paper", "faults"), name) or 0) > 0
 
 
 def take_fault(name: str) -> bool:
@@ -231,6 +244,8 @@ def _refusal(
     limit_price: Decimal | None,
     stop_price: Decimal | None,
     trail_amount: Decimal | None,
+    market: Decimal | None,
+    rejects_pending: bool,
 ) -> str:
     if contract is None:
         return f"{symbol} is not listed on this venue."
@@ -246,14 +261,14 @@ def _refusal(
         return "Stop price required."
     if order_type == "trailing_stop" and (trail_amount is None or trail_amount <= 0):
         return "Trail amount required."
-    if order_type == "trailing_stop" and market_price(symbol) is None:
+    if order_type == "trailing_stop" and market is None:
         return f"No market in {symbol} to trail from."
     for price in (limit_price, stop_price, trail_amount):
         if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
             return f"Price {price} is not a valid price for {symbol}."
-    if order_type == "market" and market_price(symbol) is None:
+    if order_type == "market" and market is None:
         return f"No market in {symbol} right now."
-    if take_fault("reject_next_order"):
+    if rejects_pending and take_fault("reject_next_order"):
         return "Rejected by the venue (simulated rejection)."
     return ""
 
@@ -275,53 +290,138 @@ def place_order(
     """Place an order. Orders sharing an `oco_group` are one-cancels-other: a fill of one
     reduces the others by as much (a full fill or a cancel cancels them). A trailing stop
     starts `trail_amount` behind the market and follows it."""
-    client_order_id = client_order_id or None  # an empty id is no id
+    (answer,) = place_orders(
+        [
+            {
+                "account_ref": account_ref,
+                "client_order_id": client_order_id,
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "order_type": order_type,
+                "time_in_force": time_in_force,
+                "limit_price": limit_price,
+                "stop_price": stop_price,
+                "trail_amount": trail_amount,
+                "oco_group": oco_group,
+            }
+        ]
+    )
+    if isinstance(answer, VenueError):
+        raise answer
+    return answer
+
+
+def place_orders(tickets: Sequence[Wire]) -> list[Wire | VenueError]:
+    """Place several orders in one request (each ticket holds place_order's arguments), as a
+    broker's batch endpoint does: all are taken in at once, then each trades as far as the
+    market allows. One answer per ticket, in order: the order as placed (a refused order is
+    answered with its REJECTED status and reason, as one placed alone), or the VenueError for an
+    unknown account. The venue keeps one order per client id: a repeat gets the original back.
+    """
+    answers: list[Wire | VenueError | None] = [None] * len(tickets)
     with transaction.atomic():
-        account = _locked_account(account_ref)
-        if client_order_id:
-            # The venue keeps one order per client id: a repeat gets the original back.
-            existing = account.orders.filter(client_order_id=client_order_id).first()
-            if existing is not None:
-                return order_wire(existing)
-        contract = VenueContract.objects.filter(symbol=symbol, is_listed=True).first()
-        reason = _refusal(
-            contract=contract,
-            symbol=symbol,
-            side=side,
-            quantity=quantity,
-            order_type=order_type,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            trail_amount=trail_amount,
+        refs = {t["account_ref"] for t in tickets}
+        # Locked in one order, so two batches on the same accounts cannot deadlock.
+        accounts = {a.ref: a for a in VenueAccount.objects.select_for_update().filter(ref__in=refs).order_by("pk")}
+        client_ids = {t["client_order_id"] for t in tickets if t.get("client_order_id")}
+        known = (
+            {
+                (o.account.ref, o.client_order_id): o
+                for o in VenueOrder.objects.filter(
+                    account__in=list(accounts.values()), client_order_id__in=client_ids
+                ).select_related("account")
+            }
+            if client_ids
+            else {}
         )
-        if not reason and order_type == "trailing_stop":
-            assert trail_amount is not None
-            market = market_price(symbol)
-            assert market is not None
-            stop_price = market - trail_amount if side == "sell" else market + trail_amount
-        order = VenueOrder.objects.create(
-            account=account,
-            client_order_id=client_order_id,
-            symbol=symbol,
-            side=side,
-            quantity=quantity,
-            order_type=order_type,
-            time_in_force=time_in_force,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            trail_amount=trail_amount,
-            oco_group=oco_group or "",
-            status=VenueOrderStatus.REJECTED if reason else VenueOrderStatus.WORKING,
-            reason=reason,
-        )
-        events = [order_wire(order)]
-        if not reason:
-            assert contract is not None
-            market = market_price(symbol)
-            if market is not None:
-                _work(order, account=account, contract=contract, market=market, events=events, closed=set())
-        _push_on_commit(account, events)
-        return order_wire(order)
+        contracts = {
+            c.symbol: c for c in VenueContract.objects.filter(symbol__in={t["symbol"] for t in tickets}, is_listed=True)
+        }
+        symbols = sorted({t["symbol"] for t in tickets})
+        markets = dict(zip(symbols, market_prices(symbols), strict=True))
+        rejects_pending = fault_pending("reject_next_order")
+        placed: list[tuple[int, VenueOrder]] = []
+        repeats: list[tuple[int, VenueOrder]] = []
+        for index, ticket in enumerate(tickets):
+            account = accounts.get(ticket["account_ref"])
+            if account is None:
+                answers[index] = VenueError(f"Unknown account {ticket['account_ref']!r}.")
+                continue
+            client_order_id = ticket.get("client_order_id") or None  # an empty id is no id
+            if client_order_id and (repeat := known.get((account.ref, client_order_id))) is not None:
+                repeats.append((index, repeat))  # answered once the batch has traded
+                continue
+            order = _new_venue_order(
+                account,
+                contracts.get(ticket["symbol"]),
+                ticket,
+                client_order_id=client_order_id,
+                market=markets[ticket["symbol"]],
+                rejects_pending=rejects_pending,
+            )
+            if client_order_id:
+                known[(account.ref, client_order_id)] = order
+            placed.append((index, order))
+        VenueOrder.objects.bulk_create([order for _, order in placed])
+        pushes: dict[str, list[Wire]] = {}
+        for index, order in placed:
+            events = [order_wire(order)]
+            if order.status == VenueOrderStatus.WORKING:
+                if (market := markets[order.symbol]) is not None:
+                    contract = contracts[order.symbol]
+                    _work(order, account=order.account, contract=contract, market=market, events=events, closed=set())
+            pushes.setdefault(order.account.stream_key, []).extend(events)
+            answers[index] = order_wire(order)
+        for index, order in repeats:
+            answers[index] = order_wire(order)
+        for stream_key, events in pushes.items():
+            _push_on_commit(stream_key, events)
+    return [answer for answer in answers if answer is not None]
+
+
+def _new_venue_order(
+    account: VenueAccount,
+    contract: VenueContract | None,
+    ticket: Wire,
+    *,
+    client_order_id: str | None,
+    market: Decimal | None,
+    rejects_pending: bool,
+) -> VenueOrder:
+    """The order row for a ticket (not saved): WORKING, or REJECTED with the reason."""
+    side, order_type, symbol = ticket["side"], ticket["order_type"], ticket["symbol"]
+    stop_price, trail_amount = ticket.get("stop_price"), ticket.get("trail_amount")
+    reason = _refusal(
+        contract=contract,
+        symbol=symbol,
+        side=side,
+        quantity=ticket["quantity"],
+        order_type=order_type,
+        limit_price=ticket.get("limit_price"),
+        stop_price=stop_price,
+        trail_amount=trail_amount,
+        market=market,
+        rejects_pending=rejects_pending,
+    )
+    if not reason and order_type == "trailing_stop":
+        assert trail_amount is not None and market is not None
+        stop_price = market - trail_amount if side == "sell" else market + trail_amount
+    return VenueOrder(
+        account=account,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=side,
+        quantity=ticket["quantity"],
+        order_type=order_type,
+        time_in_force=ticket.get("time_in_force") or "day",
+        limit_price=ticket.get("limit_price"),
+        stop_price=stop_price,
+        trail_amount=trail_amount,
+        oco_group=ticket.get("oco_group") or "",
+        status=VenueOrderStatus.REJECTED if reason else VenueOrderStatus.WORKING,
+        reason=reason,
+    )
 
 
 def _working_order(account: VenueAccount, client_order_id: str) -> VenueOrder:
@@ -342,7 +442,7 @@ def cancel_order(*, account_ref: str, client_order_id: str) -> Wire:
         order.save()
         events = [order_wire(order)]
         _settle_oco(order, quantity=None, events=events, closed=set())
-        _push_on_commit(account, events)
+        _push_on_commit(account.stream_key, events)
         return order_wire(order)
 
 
@@ -354,29 +454,105 @@ def modify_order(
     limit_price: Decimal | None = None,
     stop_price: Decimal | None = None,
 ) -> Wire:
+    (answer,) = modify_orders(
+        [
+            {
+                "account_ref": account_ref,
+                "client_order_id": client_order_id,
+                "quantity": quantity,
+                "limit_price": limit_price,
+                "stop_price": stop_price,
+            }
+        ]
+    )
+    if isinstance(answer, VenueError):
+        raise answer
+    return answer
+
+
+def _modify_refusal(order: VenueOrder | None, contract: VenueContract | None, ticket: Wire) -> str:
+    client_order_id = ticket["client_order_id"]
+    if order is None:
+        return f"No order with client id {client_order_id!r}."
+    if order.status != VenueOrderStatus.WORKING:
+        return f"Order {client_order_id} is {order.status}, not working."
+    quantity, limit_price, stop_price = ticket.get("quantity"), ticket.get("limit_price"), ticket.get("stop_price")
+    if quantity is not None and quantity <= order.filled_quantity:
+        return f"Quantity {quantity} is not above the {order.filled_quantity} already filled."
+    if limit_price is not None and order.order_type not in ("limit", "stop_limit"):
+        return "Only limit and stop-limit orders have a limit price."
+    if stop_price is not None and order.order_type not in ("stop", "stop_limit", "trailing_stop"):
+        return "Only stop and stop-limit orders have a stop price."
+    for price in (limit_price, stop_price):
+        if price is not None and (price <= 0 or contract is None or not is_on_tick(price, contract.tick_size)):
+            return f"Price {price} is not a valid price for {order.symbol}."
+    return ""
+
+
+def modify_orders(tickets: Sequence[Wire]) -> list[Wire | VenueError]:
+    """Change several working orders in one request (each ticket holds modify_order's arguments),
+    as a broker's batch endpoint does; then each trades as far as the market allows. One answer
+    per ticket, in order: the order as changed, or the VenueError that refused that change.
+
+    The changed order itself is in the answer, which the caller books; the stream carries only
+    what trading it caused (fills, OCO partners). Pushing the order too had every stop move
+    booked twice, once from the answer and once from the stream (bench/plans.py, decision 0017).
+    """
+    answers: list[Wire | VenueError] = []
     with transaction.atomic():
-        account = _locked_account(account_ref)
-        order = _working_order(account, client_order_id)
-        contract = VenueContract.objects.get(symbol=order.symbol)
-        if quantity is not None and quantity <= order.filled_quantity:
-            raise VenueError(f"Quantity {quantity} is not above the {order.filled_quantity} already filled.")
-        if limit_price is not None and order.order_type not in ("limit", "stop_limit"):
-            raise VenueError("Only limit and stop-limit orders have a limit price.")
-        if stop_price is not None and order.order_type not in ("stop", "stop_limit", "trailing_stop"):
-            raise VenueError("Only stop and stop-limit orders have a stop price.")
-        for price in (limit_price, stop_price):
-            if price is not None and (price <= 0 or not is_on_tick(price, contract.tick_size)):
-                raise VenueError(f"Price {price} is not a valid price for {order.symbol}.")
-        order.quantity = quantity if quantity is not None else order.quantity
-        order.limit_price = limit_price if limit_price is not None else order.limit_price
-        order.stop_price = stop_price if stop_price is not None else order.stop_price
-        order.save()
-        events = [order_wire(order)]
-        market = market_price(order.symbol)
-        if market is not None:
-            _work(order, account=account, contract=contract, market=market, events=events, closed=set())
-        _push_on_commit(account, events)
-        return order_wire(order)
+        refs = {t["account_ref"] for t in tickets}
+        # Locked in one order (accounts, then their orders), as place_orders does.
+        accounts = {a.ref: a for a in VenueAccount.objects.select_for_update().filter(ref__in=refs).order_by("pk")}
+        by_id = {a.pk: a for a in accounts.values()}
+        orders: dict[tuple[str, str], VenueOrder] = {}
+        for o in (
+            VenueOrder.objects.select_for_update()
+            .filter(account__in=list(by_id), client_order_id__in={t["client_order_id"] for t in tickets})
+            .order_by("pk")
+        ):
+            o.account = by_id[o.account_id]  # the locked instance: fills change its cash
+            orders[(o.account.ref, o.client_order_id)] = o
+        symbols = {o.symbol for o in orders.values()}
+        contracts = {c.symbol: c for c in VenueContract.objects.filter(symbol__in=symbols)}
+        changed: dict[int, VenueOrder] = {}
+        now = timezone.now()
+        for ticket in tickets:
+            if ticket["account_ref"] not in accounts:
+                answers.append(VenueError(f"Unknown account {ticket['account_ref']!r}."))
+                continue
+            order = orders.get((ticket["account_ref"], ticket["client_order_id"]))
+            if reason := _modify_refusal(order, contracts.get(order.symbol) if order else None, ticket):
+                answers.append(VenueError(reason))
+                continue
+            assert order is not None
+            for field in ("quantity", "limit_price", "stop_price"):
+                if ticket.get(field) is not None:
+                    setattr(order, field, ticket[field])
+            order.updated_at = now  # update() does not touch auto_now fields
+            changed[order.pk] = order
+            answers.append(order)  # type: ignore[arg-type]  # its wire once the market has worked it
+        # One UPDATE per distinct set of terms (a batch of stop moves shares a few levels):
+        # bulk_update's CASE per row and field cost more than the rest of the batch.
+        same: dict[tuple[Any, ...], list[int]] = {}
+        for order in changed.values():
+            same.setdefault((order.quantity, order.limit_price, order.stop_price), []).append(order.pk)
+        for (quantity, limit_price, stop_price), ids in same.items():
+            VenueOrder.objects.filter(pk__in=ids).update(
+                quantity=quantity, limit_price=limit_price, stop_price=stop_price, updated_at=now
+            )
+        markets = {s: market_price(s) for s in symbols} if changed else {}
+        pushes: dict[str, list[Wire]] = {}
+        for order in changed.values():
+            market = markets.get(order.symbol)
+            if market is None or order.status != VenueOrderStatus.WORKING:
+                continue
+            events: list[Wire] = []
+            contract = contracts[order.symbol]
+            _work(order, account=order.account, contract=contract, market=market, events=events, closed=set())
+            pushes.setdefault(order.account.stream_key, []).extend(events)
+        for stream_key, events in pushes.items():
+            _push_on_commit(stream_key, events)
+        return [answer if isinstance(answer, VenueError | dict) else order_wire(answer) for answer in answers]
 
 
 def close_position(*, account_ref: str, symbol: str, quantity: int | None = None) -> Wire:
@@ -417,7 +593,7 @@ def set_market_price(*, symbol: str, price: Decimal) -> None:
             for order in working.order_by("pk"):
                 if order.pk not in closed:
                     _work(order, account=account, contract=contract, market=price, events=events, closed=closed)
-            _push_on_commit(account, events)
+            _push_on_commit(account.stream_key, events)
 
 
 def expire_day_orders() -> int:
@@ -438,7 +614,7 @@ def expire_day_orders() -> int:
                 order.save()
                 events.append(order_wire(order))
                 expired += 1
-            _push_on_commit(account, events)
+            _push_on_commit(account.stream_key, events)
     return expired
 
 

@@ -158,6 +158,7 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.send_*": {"queue": "orders"},
     # What brokers push (acks, fills): booked by a listener of its own, off the send path.
     "brokers.tasks.ingest_broker_events_task": {"queue": "events"},
+    "orders.tasks.book_broker_reports_task": {"queue": "events"},
     # Whole-account comparisons are slow broker round trips: never in front of risk or sends.
     "orders.tasks.reconcile_all_connections_task": {"queue": "reconcile"},
     "orders.tasks.reconcile_connection_task": {"queue": "reconcile"},
@@ -205,6 +206,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "signals_in.tasks.fanout.expire_waiting_exits_task",
         "schedule": timedelta(seconds=15),
     },
+    # A webhook's fan-out is enqueued after its answer; this hands on any whose enqueue was lost.
+    "hand-off-received-signals": {
+        "task": "signals_in.tasks.intake.hand_off_received_signals_task",
+        "schedule": timedelta(seconds=10),
+    },
     # Time-driven automation rules (end-of-day close, time windows).
     "run-scheduled-rules": {
         "task": "signals_in.tasks.rules.run_scheduled_rules_task",
@@ -220,6 +226,9 @@ WEBHOOK_TRUSTED_PROXIES = env.int("WEBHOOK_TRUSTED_PROXIES", default=0)
 # -- Orders ------------------------------------------------------------------
 # An order still SUBMITTED without any broker answer this long after the claim is asked about
 # by client id; one the broker has never heard of after ORDER_LOST_AFTER is marked rejected.
+# Orders stored together (a fan-out, a flatten) go to the broker in send tasks of at most this
+# many, which the order workers take up side by side.
+ORDER_SEND_BATCH_SIZE = env.int("ORDER_SEND_BATCH_SIZE", default=50)
 ORDER_UNRESOLVED_AFTER = timedelta(seconds=env.int("ORDER_UNRESOLVED_AFTER_SECONDS", default=5))
 ORDER_LOST_AFTER = timedelta(seconds=env.int("ORDER_LOST_AFTER_SECONDS", default=30))
 # An account whose last reconciliation with its broker failed, or whose last good one is older

@@ -5,16 +5,17 @@ from celery import shared_task
 from signals_in import copier
 
 
-def fills_booked(*, account_id: int, fill_ids: list[int]) -> None:
-    """settings.ORDER_FILL_LISTENERS: called on commit of booked fills; must only enqueue work.
+def fills_booked(*, fills: dict[int, list[int]]) -> None:
+    """settings.ORDER_FILL_LISTENERS: called on commit of booked fills (ids by account id); must
+    only enqueue work.
 
     One indexed query: most accounts neither lead nor follow, and this runs on the broker-events path.
     """
-    leads, follows = copier.copier_roles(account_id)
-    if leads:
-        mirror_leader_fills_task.delay(account_id, list(fill_ids))
-    if follows:
-        follower_fills_booked_task.delay(account_id, list(fill_ids))
+    leaders, followers = copier.copier_roles(list(fills))
+    for account_id in sorted(leaders):
+        mirror_leader_fills_task.delay(account_id, fills[account_id])
+    for account_id in sorted(followers):
+        follower_fills_booked_task.delay(account_id, fills[account_id])
 
 
 @shared_task(acks_late=True)

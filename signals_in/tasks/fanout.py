@@ -33,7 +33,8 @@ def expire_waiting_exits_task() -> None:
         place_reversal_entry_task.delay(outcome_id)
 
 
-def fills_booked(*, account_id: int, fill_ids: list[int]) -> None:
-    """settings.ORDER_FILL_LISTENERS: called on commit of booked fills; must only enqueue work."""
-    for outcome_id in selectors.reversals_ready(account_id=account_id, fill_ids=fill_ids):
+def fills_booked(*, fills: dict[int, list[int]]) -> None:
+    """settings.ORDER_FILL_LISTENERS: called on commit of booked fills (ids by account id); must
+    only enqueue work."""
+    for outcome_id in selectors.reversals_ready(fills):
         place_reversal_entry_task.delay(outcome_id)

@@ -1,7 +1,8 @@
 """PaperBroker against the adapter contract: requests reach the venue, answers come back as Decimal DTOs,
 and venue errors and simulated network faults map onto the broker error taxonomy."""
 
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,8 @@ from brokers.interface import (
     Capability,
     OrderRequest,
     ReportedStatus,
+    report_from_json,
+    report_to_json,
 )
 from brokers.paper import venue
 from brokers.paper.models import VenueAccount, VenueContract, VenueFill, VenueOrder
@@ -358,3 +361,27 @@ def test_parse_events_reports_partial_fill_status_and_keeps_missing_client_id():
         assert parsed.status == reported
     [fresh] = unsaved.parse_events([{**wire, "filledQuantity": 0, "avgFillPrice": None}])
     assert (fresh.status, fresh.avg_fill_price) == (ReportedStatus.WORKING, None)
+
+
+def test_submit_orders_answers_each_request_and_refuses_only_the_bad_one(broker):
+    answers = broker.submit_orders([request("pd-b1", quantity=2), request("pd-b2", symbol="NQZ6"), limit("pd-b3")])
+
+    assert [type(a) for a in answers] == [BrokerOrder, BrokerRejected, BrokerOrder]
+    assert answers[0].status == ReportedStatus.FILLED and answers[2].status == ReportedStatus.WORKING
+    assert "No market in NQZ6" in answers[1].message
+    assert VenueOrder.objects.filter(client_order_id__in=["pd-b1", "pd-b3"]).count() == 2
+
+
+def test_submit_orders_raises_for_the_whole_batch_when_it_never_arrived(broker):
+    venue.inject_fault("unavailable")
+
+    with pytest.raises(BrokerUnavailable):
+        broker.submit_orders([request("pd-u1"), request("pd-u2")])
+    assert not VenueOrder.objects.exists()
+
+
+def test_reports_cross_a_task_boundary_as_json_unchanged(broker):
+    order = broker.submit_order(request("pd-json", quantity=2))
+    (fill,) = broker.list_fills(account_ref=REF, since=timezone.now() - timedelta(minutes=1))
+    for report in (order, fill):
+        assert report_from_json(json.loads(json.dumps(report_to_json(report)))) == report

@@ -616,3 +616,63 @@ def test_queries_answer_in_wire_format(account):
     assert venue.health() == {"ok": True, "listed": VenueContract.objects.filter(is_listed=True).count()}
     with pytest.raises(VenueError):
         venue.balance(account_ref="NOPE")
+
+
+# -- Batches ---------------------------------------------------------------------------------------
+
+
+def ticket(ref: str, client_order_id: str | None, **fields: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "account_ref": ref,
+        "client_order_id": client_order_id,
+        "symbol": "MESZ6",
+        "side": "buy",
+        "quantity": 1,
+        "order_type": "market",
+    }
+    values.update(fields)
+    return values
+
+
+def test_a_batch_places_every_ticket_answers_in_order_and_pushes_once_per_stream(account, commit):
+    venue.open_account(ref="VENUE-T2", stream_key=STREAM, cash=Decimal("50000"))
+    venue.open_account(ref="VENUE-T3", stream_key="stream-8", cash=Decimal("50000"))
+    with commit():
+        answers = venue.place_orders(
+            [
+                ticket(REF, "b-1", quantity=2),
+                ticket("VENUE-T2", "b-2", side="sell"),
+                ticket("VENUE-T3", "b-3", order_type="limit", limit_price=Decimal("4990.00")),
+                ticket(REF, "b-4", symbol="NQZ6"),  # no market: refused, the others still trade
+            ]
+        )
+        assert not PUSHED  # nothing leaves before the batch commits
+
+    assert [a["clientOrderId"] for a in answers] == ["b-1", "b-2", "b-3", "b-4"]
+    assert [a["status"] for a in answers] == ["filled", "filled", "working", "rejected"]
+    assert position() == (2, Decimal("5000.00"))
+    assert VenuePosition.objects.get(account__ref="VENUE-T2").quantity == -1
+    assert VenueFill.objects.count() == 2
+    # One push per stream, holding every account's events on it.
+    assert sorted(key for key, _ in PUSHED) == ["stream-7", "stream-8"]
+    stream7 = next(events for key, events in PUSHED if key == STREAM)
+    assert {e["accountId"] for e in stream7} == {REF, "VENUE-T2"}
+    assert [e["type"] for e in stream7 if e["clientOrderId"] == "b-1"] == ["order", "fill", "order"]
+
+
+def test_a_batch_answers_an_unknown_account_with_an_error_and_places_the_rest(account):
+    answers = venue.place_orders([ticket("NOPE", "u-1"), ticket(REF, "u-2")])
+
+    assert isinstance(answers[0], VenueError) and "Unknown account" in str(answers[0])
+    assert answers[1]["status"] == "filled"
+    assert list(VenueOrder.objects.values_list("client_order_id", flat=True)) == ["u-2"]
+
+
+def test_a_batch_repeating_client_ids_places_each_order_once(account):
+    first = place(client_order_id="r-1")
+    answers = venue.place_orders([ticket(REF, "r-1"), ticket(REF, "r-2"), ticket(REF, "r-2")])
+
+    assert answers[0]["orderId"] == first["orderId"]
+    assert answers[1]["orderId"] == answers[2]["orderId"]
+    assert VenueOrder.objects.count() == 2
+    assert position() == (2, Decimal("5000.00"))

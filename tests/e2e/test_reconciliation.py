@@ -74,16 +74,16 @@ def run_stalling_worker(marker: str) -> None:
     """
     from config.celery import app
 
-    place_order = venue.place_order
+    place_orders = venue.place_orders
 
-    def place_then_stall(**kwargs):  # type: ignore[no-untyped-def]
+    def place_then_stall(tickets):  # type: ignore[no-untyped-def]
         venue.inject_fault("lose_events")  # else the venue's stream would record the answer for us
-        answer = place_order(**kwargs)
-        Path(marker).write_text(answer["orderId"])
+        answers = place_orders(tickets)
+        Path(marker).write_text(answers[0]["orderId"])
         time.sleep(600)
-        return answer
+        return answers
 
-    venue.place_order = place_then_stall
+    venue.place_orders = place_then_stall
     app.worker_main(
         ["worker", "-Q", STALL_QUEUE, "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     )
@@ -118,7 +118,7 @@ def test_worker_killed_between_broker_call_and_answer_leaves_one_order_that_reco
     assert staff_api.post("/api/v1/sim/prices/", json={"symbol": "MES", "price": "5000.25"}).status_code == 200
 
     # The order row is committed here; its send goes to the worker that will be killed.
-    monkeypatch.setattr(tasks, "send_order_to_broker_task", SimpleNamespace(delay_on_commit=lambda *args: None))
+    monkeypatch.setattr(tasks, "send_orders_to_broker_task", SimpleNamespace(delay_on_commit=lambda *args: None))
     intent = OrderIntent(symbol="MES", side=OrderSide.BUY, quantity=1, order_type=OrderType.MARKET)
     order = services.submit_order(account=account, intent=intent, source=OrderSource.API).order
     assert Order.objects.get(pk=order.pk).status == OrderStatus.NEW
@@ -137,7 +137,7 @@ def test_worker_killed_between_broker_call_and_answer_leaves_one_order_that_reco
         # that it is not what finds the fill the venue is about to make.
         eventually(lambda: runs_after(account, started, "startup"), what="the doomed worker's startup run")
         celery = stack_celery()
-        celery.send_task("orders.tasks.send_order_to_broker_task", args=[order.pk], queue=STALL_QUEUE)
+        celery.send_task("orders.tasks.send_orders_to_broker_task", args=[[order.pk]], queue=STALL_QUEUE)
         eventually(marker.exists, what="the venue taking the order in the doomed worker")
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)
@@ -150,7 +150,7 @@ def test_worker_killed_between_broker_call_and_answer_leaves_one_order_that_reco
         assert not Fill.objects.filter(order=order).exists()
 
         # A redelivered send (acks_late) finds the order already claimed: nothing goes out again.
-        celery.send_task("orders.tasks.send_order_to_broker_task", args=[order.pk], queue="orders")
+        celery.send_task("orders.tasks.send_orders_to_broker_task", args=[[order.pk]], queue="orders")
         time.sleep(1)
         assert Order.objects.get(pk=order.pk).status == OrderStatus.SUBMITTED
 

@@ -74,6 +74,18 @@ def move(paper, commit, *prices: str) -> None:  # type: ignore[no-untyped-def]
             paper.price("MESZ6", price)
 
 
+def refuse_venue_modifies(monkeypatch, reason_for) -> None:  # type: ignore[no-untyped-def]
+    """The venue refuses the changes `reason_for(ticket)` gives a reason for (one or a batch)."""
+    real = venue.modify_orders
+
+    def modify_orders(tickets):  # type: ignore[no-untyped-def]
+        reasons = [reason_for(ticket) for ticket in tickets]
+        taken = iter(real([t for t, reason in zip(tickets, reasons, strict=True) if not reason]))
+        return [VenueError(reason) if reason else next(taken) for reason in reasons]
+
+    monkeypatch.setattr(venue, "modify_orders", modify_orders)
+
+
 @pytest.fixture
 def published(monkeypatch):  # type: ignore[no-untyped-def]
     events: list[tuple[int, str, dict]] = []
@@ -168,6 +180,20 @@ def test_partial_exits_at_r_multiples_go_through_the_order_path(alice_account, p
     assert "plan.updated" in {kind for _, kind, _ in published}
 
 
+def test_partial_exit_happens_when_the_plan_placed_the_stop_itself(alice_account, paper, commit):
+    # The stop the plan placed is a PLAN-source order like the exits, but a resting stop, not a
+    # close on its way: it must not use up the contracts the exit may close.
+    position = open_position(alice_account, buy(4), commit)
+    plan = attach(position, commit, initial_stop_ticks=40, partial_exits=[{"r": "1", "percent": 50}])
+    assert stop_leg(alice_account).source == OrderSource.PLAN
+
+    move(paper, commit, "5010.00")  # 1R
+
+    position.refresh_from_db()
+    assert position.quantity == 2
+    assert plan.events.get(kind=PlanEventKind.PARTIAL_EXIT).payload["quantity"] == 2
+
+
 def test_a_partial_exit_the_broker_rejects_becomes_a_failed_plan_event_once(alice_account, paper, commit):
     position = open_position(alice_account, buy(10), commit, stop_ticks=40)
     plan = attach(position, commit)
@@ -255,6 +281,66 @@ def test_one_price_moves_every_plans_stop_in_one_batch_sent_once(paper, commit, 
         assert plan.events.get(kind=PlanEventKind.TRAIL).payload == {"from": "4990.00", "to": "5000.00"}
 
 
+def test_a_stop_move_is_booked_from_the_answer_only(alice_account, paper, commit, monkeypatch):
+    position = open_position(alice_account, buy(1), commit, stop_ticks=40)
+    attach(position, commit, partial_exits=[], trail_after_ticks=4, trail_ticks=8)
+    pushed: list[list[dict]] = []
+    monkeypatch.setattr(venue, "_push_target", lambda: lambda stream_key, events: pushed.append(events))
+
+    move(paper, commit, "5002.00")
+
+    leg = stop_leg(alice_account)
+    assert (leg.stop_price, leg.pending_change, venue_stop(leg).stop_price) == (D("5000.00"), {}, D("5000.00"))
+    assert leg.events.filter(type="modified").count() == 1
+    # The venue's answer carried the changed stop: its stream had nothing more to say.
+    assert [e for events in pushed for e in events if e.get("clientOrderId") == leg.client_order_id] == []
+
+
+def test_a_batch_whose_answer_is_lost_is_reconciled_not_resent(paper, commit, monkeypatch):
+    accounts = [paper.open_account(f"Trail {n}", ref=f"PAPER-T{n}") for n in range(2)]
+    for account in accounts:
+        attach(
+            open_position(account, buy(1), commit, stop_ticks=40),
+            commit,
+            partial_exits=[],
+            trail_after_ticks=4,
+            trail_ticks=8,
+        )
+    calls: list[int] = []
+    real = venue.modify_orders
+    monkeypatch.setattr(venue, "modify_orders", lambda tickets: (calls.append(len(tickets)), real(tickets))[1])
+    venue.inject_fault("lose_response")  # the venue moves both stops; the answer never arrives
+
+    move(paper, commit, "5002.00")
+
+    legs = [stop_leg(account) for account in accounts]
+    assert calls == [2]  # one request for both, never sent again
+    for leg in legs:
+        assert leg.events.filter(type="outcome_unknown").count() == 1
+        # Reconciliation (eager here) took the broker's stop as ours.
+        assert (leg.stop_price, leg.pending_change, venue_stop(leg).stop_price) == (D("5000.00"), {}, D("5000.00"))
+
+
+def test_a_price_during_a_round_is_evaluated_by_that_round(alice_account, paper, commit):
+    position = open_position(alice_account, buy(1), commit, stop_ticks=40)
+    attach(position, commit, partial_exits=[], trail_after_ticks=4, trail_ticks=8)
+    redis = plan_service.get_redis()
+    redis.set(plan_service._evaluation_slot("MESZ6"), "1")  # a round is running (another worker)
+
+    move(paper, commit, "5002.00")
+
+    leg = stop_leg(alice_account)
+    assert venue_stop(leg).stop_price == D("4990.00")  # not evaluated twice at once
+    with commit():
+        plan_service.evaluate_round("MESZ6")  # the running round finishes its run ...
+
+    leg = stop_leg(alice_account)
+    assert (leg.stop_price, venue_stop(leg).stop_price) == (D("5000.00"), D("5000.00"))  # ... and ran again
+    assert not redis.exists(plan_service._evaluation_slot("MESZ6"))  # the next price starts a round
+    move(paper, commit, "5003.00")
+    assert venue_stop(stop_leg(alice_account)).stop_price == D("5001.00")
+
+
 def test_a_stop_move_refused_in_a_batch_leaves_the_others_moved(paper, commit, monkeypatch):
     accounts = [paper.open_account(f"Trail {n}", ref=f"PAPER-T{n}") for n in range(2)]
     for account in accounts:
@@ -266,14 +352,9 @@ def test_a_stop_move_refused_in_a_batch_leaves_the_others_moved(paper, commit, m
             trail_ticks=8,
         )
     refused = stop_leg(accounts[0]).client_order_id
-    real_modify = venue.modify_order
-
-    def modify(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if kwargs.get("client_order_id") == refused:
-            raise VenueError("stop price too close")
-        return real_modify(*args, **kwargs)
-
-    monkeypatch.setattr(venue, "modify_order", modify)
+    refuse_venue_modifies(
+        monkeypatch, lambda ticket: "stop price too close" if ticket["client_order_id"] == refused else ""
+    )
 
     move(paper, commit, "5002.00")
 
@@ -312,15 +393,8 @@ def test_time_exit_closes_the_rest(alice_account, paper, commit):
 def test_a_refused_stop_move_keeps_the_old_stop_is_recorded_and_asked_again(alice_account, paper, commit, monkeypatch):
     position = open_position(alice_account, buy(1), commit, stop_ticks=40)
     plan = attach(position, commit, partial_exits=[], breakeven_after_ticks=8)
-    real_modify = venue.modify_order
-    refusals = iter([True])
-
-    def refuse_once(**kwargs):  # type: ignore[no-untyped-def]
-        if next(refusals, False):
-            raise VenueError("Stop price too close to the market (simulated).")
-        return real_modify(**kwargs)
-
-    monkeypatch.setattr(venue, "modify_order", refuse_once)
+    refusals = iter(["Stop price too close to the market (simulated)."])
+    refuse_venue_modifies(monkeypatch, lambda ticket: next(refusals, ""))
 
     move(paper, commit, "5002.00")
 
@@ -342,10 +416,7 @@ def test_a_stop_the_broker_always_refuses_is_given_up_after_three_refusals(alice
     position = open_position(alice_account, buy(1), commit, stop_ticks=40)
     plan = attach(position, commit, partial_exits=[], breakeven_after_ticks=8)
 
-    def refuse(**kwargs):  # type: ignore[no-untyped-def]
-        raise VenueError("Modifications are disabled (simulated).")
-
-    monkeypatch.setattr(venue, "modify_order", refuse)
+    refuse_venue_modifies(monkeypatch, lambda ticket: "Modifications are disabled (simulated).")
 
     move(paper, commit, "5002.00", "5002.25", "5002.50", "5002.75")
 

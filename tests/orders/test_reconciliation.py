@@ -214,7 +214,7 @@ def test_unknown_submission_is_resolved_by_client_id_and_never_resent(alice_acco
         order = submit(alice_account, market(OrderSide.BUY, 2))
     venue.inject_fault("lose_response")  # the venue fills it, its answer is lost ...
     venue.inject_fault("lose_events")  # ... and so is its push: only asking can tell
-    services.send_order_to_broker(order_id=order.pk)
+    services.send_orders_to_broker(order_ids=[order.pk])
     order.refresh_from_db()
     assert order.status == OrderStatus.SUBMITTED
     Order.objects.filter(pk=order.pk).update(submitted_at=timezone.now() - settings.ORDER_UNRESOLVED_AFTER * 2)

@@ -200,7 +200,7 @@ def test_lost_answer_leaves_order_unresolved_until_reconciled_by_client_id(alice
     venue.inject_fault("lose_response")
     venue.inject_fault("lose_events")  # the stream lost the fill too: only asking can tell
 
-    services.send_order_to_broker(order_id=order.pk)
+    services.send_orders_to_broker(order_ids=[order.pk])
 
     order.refresh_from_db()
     assert order.status == OrderStatus.SUBMITTED  # unknown, not rejected, not resent
@@ -275,7 +275,7 @@ def test_second_send_of_the_same_order_is_a_no_op(alice_account, commit):
     with commit():
         order = submit(alice_account, buy(1))
     with commit():
-        services.send_order_to_broker(order_id=order.pk)
+        services.send_orders_to_broker(order_ids=[order.pk])
 
     assert VenueOrder.objects.filter(client_order_id=order.client_order_id).count() == 1
     assert Order.objects.get(pk=order.pk).events.filter(type="submitted").count() == 1
@@ -378,7 +378,7 @@ def test_cancel_before_sending_means_it_never_reaches_the_venue(alice_account, c
     with commit():
         order = submit(alice_account, buy(1))
     services.request_cancel(order=order)
-    services.send_order_to_broker(order_id=order.pk)  # the queued send runs late
+    services.send_orders_to_broker(order_ids=[order.pk])  # the queued send runs late
 
     assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELED
     assert not VenueOrder.objects.exists()

@@ -221,9 +221,9 @@ def test_order_denied_past_flat_by_but_close_allowed(alice_account, paper, commi
     rules(alice_account, flat_by=time(15, 10), time_zone="America/Chicago")
     submit(commit, alice_account, intent("MES", 2))
     # Monday 15:20 CT: past the flat-by time of trade date Monday. check_pre_trade reads the
-    # clock through build_snapshot; give it this moment.
+    # clock through build_snapshots; give it this moment.
     late = datetime(2026, 11, 23, 15, 20, tzinfo=CT)
-    monkeypatch.setattr(risk_services, "build_snapshot", functools.partial(risk_services.build_snapshot, now=late))
+    monkeypatch.setattr(risk_services, "build_snapshots", functools.partial(risk_services.build_snapshots, now=late))
 
     opening = submit(commit, alice_account, intent("MES", 1))
     reducing = submit(commit, alice_account, intent("MES", 1, side=OrderSide.SELL))

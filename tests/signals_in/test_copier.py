@@ -115,7 +115,7 @@ def test_redelivered_fill_copies_once(desk, commit):
     fill_ids = list(Fill.objects.filter(order=order).values_list("pk", flat=True))
 
     with commit():
-        fills_booked(account_id=desk.leader.pk, fill_ids=fill_ids)  # the listener called again
+        fills_booked(fills={desk.leader.pk: fill_ids})  # the listener called again
         copier.mirror_leader_fills(account_id=desk.leader.pk, fill_ids=fill_ids)  # the task redelivered
 
     assert Order.objects.filter(source=OrderSource.COPIER).count() == 2
@@ -127,9 +127,11 @@ def test_redelivered_fill_copies_once(desk, commit):
 def test_fills_of_accounts_outside_the_copier_enqueue_nothing(desk, paper):
     bystander = paper.open_account("Bystander", ref="PAPER-X")
 
-    assert copier.copier_roles(bystander.pk) == (False, False)
-    assert copier.copier_roles(desk.leader.pk) == (True, False)
-    assert copier.copier_roles(desk.half.follower_id) == (False, True)
+    assert copier.copier_roles([bystander.pk]) == (set(), set())
+    assert copier.copier_roles([desk.leader.pk]) == ({desk.leader.pk}, set())
+    assert copier.copier_roles([desk.half.follower_id]) == (set(), {desk.half.follower_id})
+    both = [bystander.pk, desk.leader.pk, desk.half.follower_id]
+    assert copier.copier_roles(both) == ({desk.leader.pk}, {desk.half.follower_id})
 
 
 def test_follower_denied_by_risk_leaves_the_other_followed(desk):
@@ -281,6 +283,8 @@ def test_quarantine_setting_quarantines_instead_of_correcting(desk, commit):
     assert held(desk.micro.follower, "MESZ6") == 0 and held(desk.half.follower, "ESZ6") == 1
 
     copier.resume_link(link=link)
+    (resumed,) = actions(link, CopyActionKind.RESUMED)
+    assert resumed.detail.startswith("Resumed by staff")
     CopierLink.objects.filter(pk=link.pk).update(on_drift=DriftAction.CORRECT)
     with commit():
         check_all_followers_task()

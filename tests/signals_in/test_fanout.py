@@ -370,14 +370,14 @@ def test_one_account_error_is_failed_and_the_others_order(paper, account, strate
     broken = paper.open_account("Broken", ref="PAPER-BRK")
     subscribe(strategy, account)
     subscribe(strategy, broken)
-    real = order_services.submit_order
+    real = order_services.submit_orders
 
-    def flaky(*, account, **kwargs):  # type: ignore[no-untyped-def]
-        if account.pk == broken.pk:
-            raise RuntimeError("boom")
-        return real(account=account, **kwargs)
+    def flaky(requests, **kwargs):  # type: ignore[no-untyped-def]
+        if any(request.account.pk == broken.pk for request in requests):
+            raise RuntimeError("boom")  # breaks the chunk: its accounts are settled one by one
+        return real(requests, **kwargs)
 
-    monkeypatch.setattr(order_services, "submit_order", flaky)
+    monkeypatch.setattr(order_services, "submit_orders", flaky)
     signal = make_signal(strategy)
     with commit():
         fanout.process_signal(signal_id=signal.pk)
@@ -388,7 +388,7 @@ def test_one_account_error_is_failed_and_the_others_order(paper, account, strate
     assert (signal.status, signal.reject_code) == (SignalStatus.FAILED, "accounts_failed")
 
     # Processed again: the failed account gets its order, the other keeps its one order.
-    monkeypatch.setattr(order_services, "submit_order", real)
+    monkeypatch.setattr(order_services, "submit_orders", real)
     with commit():
         fanout.reprocess_signal(signal_id=signal.pk)
     assert SignalOutcome.objects.get(signal=signal, account=broken).status == OutcomeStatus.ORDERED

@@ -8,12 +8,21 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from brokers.models import Instrument
 from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
-from signals_in import fanout
+from signals_in import fanout, intake
 from signals_in.intake import WebhookRequest, client_ip, receive_tradingview_webhook
-from signals_in.models import TRADINGVIEW_IPS, Signal, SignalStatus, WebhookToken
+from signals_in.models import (
+    TRADINGVIEW_IPS,
+    OutcomeStatus,
+    Signal,
+    SignalOutcome,
+    SignalStatus,
+    Subscription,
+    WebhookToken,
+)
 from signals_in.strategies import (
     create_strategy,
     issue_webhook_token,
@@ -21,6 +30,8 @@ from signals_in.strategies import (
     revoke_webhook_token,
     set_passphrase,
 )
+from signals_in.tasks.fanout import process_signal_task
+from signals_in.tasks.intake import hand_off_received_signals_task
 from tests.factories import UserFactory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -349,14 +360,14 @@ def test_an_unexpected_failure_after_storing_still_answers_with_the_id(token, mo
     assert answer.status == 200 and Signal.objects.filter(pk=answer.body["signal_id"]).exists()
 
 
-def test_token_use_is_recorded_at_most_once_a_minute(token, strategy, processed, django_assert_max_num_queries):
+def test_token_use_is_recorded_at_most_once_a_minute(token, strategy, processed, django_assert_num_queries):
     deliver(token, BUY_NQ)
     used = WebhookToken.objects.get(strategy=strategy).last_used_at
     assert used is not None
 
-    # token, ticker, lock, duplicate check, insert (+ the savepoint pair the test's own transaction
-    # adds): no token UPDATE within the minute
-    with django_assert_max_num_queries(7):
+    # token, ticker, then lock + duplicate check + insert in one round trip: no token UPDATE within
+    # the minute
+    with django_assert_num_queries(3):
         deliver(token, '{"ticker": "NQ1!", "action": "sell"}')
     assert WebhookToken.objects.get(strategy=strategy).last_used_at == used
 
@@ -375,3 +386,63 @@ def test_the_source_address_trusts_x_forwarded_for_only_behind_our_proxies(
 ):
     settings.WEBHOOK_TRUSTED_PROXIES = proxies
     assert client_ip(remote, forwarded) == expected
+
+
+# -- Hand-off to the fan-out ----------------------------------------------------------------------
+
+
+def test_a_deferred_hand_off_is_collected_then_enqueued_by_the_caller(token, processed, commit):
+    with intake.processing_deferred() as stored, commit():
+        answer = deliver(token, BUY_NQ)
+
+    assert processed == [] and stored == [answer.body["signal_id"]]  # the answer can go first
+    intake.enqueue_processing(stored)
+    assert processed == stored
+
+
+def test_a_signal_whose_hand_off_was_lost_is_fanned_out_by_the_sweep(paper, alice, commit, monkeypatch):
+    strategy = create_strategy(name="Lost hand-off", owner=alice)
+    account = paper.open_account("Follower", ref="PAPER-LOST")
+    Subscription.objects.create(strategy=strategy, account=account, fixed_quantity=2)
+    raw = issue_webhook_token(strategy=strategy).raw
+
+    def redis_down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ConnectionError("Redis is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(process_signal_task, "delay", redis_down)
+        with commit():
+            answer = deliver(raw, '{"ticker": "MES1!", "action": "buy"}')
+    signal = Signal.objects.get(pk=answer.body["signal_id"])
+    assert answer.status == 200 and signal.status == SignalStatus.RECEIVED
+    assert not SignalOutcome.objects.exists()
+
+    with commit():
+        hand_off_received_signals_task()
+    assert not SignalOutcome.objects.exists()  # too young: probably still queued
+
+    Signal.objects.filter(pk=signal.pk).update(received_at=timezone.now() - timedelta(seconds=45))
+    with commit():
+        hand_off_received_signals_task()
+
+    outcome = SignalOutcome.objects.get(signal=signal, account=account)
+    assert outcome.status == OutcomeStatus.ORDERED
+    assert (outcome.order.side, outcome.order.quantity, outcome.order.instrument.root) == ("buy", 2, "MES")
+    signal.refresh_from_db()
+    assert signal.status == SignalStatus.PROCESSED
+
+
+def test_the_sweep_takes_only_received_signals_between_30_seconds_and_5_minutes_old(token, strategy, processed):
+    now = timezone.now()
+    ages = {"young": 5, "lost": 40, "lost later": 280, "too old to trade": 400}
+    ids = {}
+    for name, seconds in ages.items():
+        answer = deliver(token, f'{{"ticker": "NQ1!", "action": "buy", "comment": "{name}"}}')
+        ids[name] = answer.body["signal_id"]
+        Signal.objects.filter(pk=ids[name]).update(received_at=now - timedelta(seconds=seconds))
+    settled = deliver(token, '{"ticker": "NQ1!", "action": "sell"}').body["signal_id"]
+    Signal.objects.filter(pk=settled).update(status=SignalStatus.PROCESSED, received_at=now - timedelta(seconds=60))
+    rejected = deliver(token, '{"ticker": "NQ1!", "action": "hold"}').body["signal_id"]
+    Signal.objects.filter(pk=rejected).update(received_at=now - timedelta(seconds=60))
+
+    assert intake.signals_to_hand_off_again(now=now) == [ids["lost later"], ids["lost"]]  # oldest first

@@ -244,8 +244,10 @@ def test_the_asgi_fast_path_stores_and_answers_like_the_view(monkeypatch):
     import httpx
 
     from config.asgi import application
+    from signals_in import views
 
-    monkeypatch.setattr(fanout, "process_signal", lambda *, signal_id: None)
+    handed_off: list[int] = []
+    monkeypatch.setattr(fanout, "process_signal", lambda *, signal_id: handed_off.append(signal_id))
     load_instruments(read_instrument_file(DEFAULT_INSTRUMENT_FILE))
     strategy = create_strategy(name="Fast path", owner=UserFactory(), rate_limit_per_minute=0)
     path = issue_webhook_token(strategy=strategy).path
@@ -273,3 +275,50 @@ def test_the_asgi_fast_path_stores_and_answers_like_the_view(monkeypatch):
     signal = Signal.objects.get(pk=accepted.json()["signal_id"])
     assert (signal.status, signal.source_ip, signal.instrument.root) == (SignalStatus.RECEIVED, "52.89.214.238", "MNQ")
     assert Signal.objects.count() == 2
+    views.HAND_OFF.wait()  # the hand-off runs after the answer
+    assert handed_off == [signal.pk]  # the received one; the rejected one is not fanned out
+
+
+# -- The web tier as the Procfile starts it (config/web.py) ----------------------------------------
+
+
+def test_the_web_launcher_serves_and_stops_every_process_when_one_dies():
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "config.web", "--processes", "2", "-p", str(port), "--", "--access-log", "/dev/null"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        children = [int(pid) for pid in launcher.stdout.readline().split("(pids ")[1].rstrip(")\n").split(", ")]  # type: ignore[union-attr]
+        assert len(children) == 2
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/webhooks/health/", timeout=2).json() == {"ok": True}:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the web tier never answered"
+                time.sleep(0.2)
+
+        os.kill(children[0], signal.SIGKILL)
+        assert launcher.wait(timeout=30) == 128 + signal.SIGKILL
+        for pid in children[1:]:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)  # stopped, and reaped by the launcher
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            launcher.wait(timeout=30)
