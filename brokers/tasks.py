@@ -3,12 +3,12 @@
 from celery import shared_task
 
 from brokers import services
-from orders import services as order_services
+from orders import booking
 
 
 @shared_task(acks_late=True)
 def ingest_broker_events_task(connection_id: int, events: list[dict]) -> None:
-    order_services.ingest_broker_events(connection_id=connection_id, events=events)
+    booking.ingest_broker_events(connection_id=connection_id, events=events)
 
 
 @shared_task

@@ -481,7 +481,7 @@ def cancel_plan(*, plan: PositionPlan, actor: User | None = None) -> PositionPla
     return plan
 
 
-# -- Following the position (called from orders.services.apply_broker_reports) --------------------
+# -- Following the position (called from orders.booking.apply_broker_reports) --------------------
 
 
 def start_default_plans(*, account: TradingAccount, instrument_ids: set[int]) -> None:

@@ -35,7 +35,7 @@ from brokers.market_data import get_last_price
 from brokers.models import BrokerConnection
 from brokers.selectors import resolve_instrument
 from config.errors import DomainError
-from orders import groups, services, tasks
+from orders import booking, groups, services, tasks
 from orders.domain import (
     AVG_PRICE_QUANTUM,
     WORKING_STATUSES,
@@ -212,7 +212,7 @@ def _apply_missed_fills(account: TradingAccount, fills: list[BrokerFill], found:
     newest = _newest_order_pk()
     reported = {fill.fill_id: fill for fill in unknown}
     # The one ingestion path: fills of orders we never placed adopt their order as external.
-    applied = services.apply_broker_reports(connection_id=account.broker_connection_id, reports=list(unknown))
+    applied = booking.apply_broker_reports(connection_id=account.broker_connection_id, reports=list(unknown))
     _record_missed_fills(applied, found, reported)
     _record_adopted(account, newest, found)
 
@@ -290,7 +290,7 @@ def _apply_listed_orders(
         if changed or order.status == OrderStatus.SUBMITTED or order.pending_change:
             to_apply.append(report)
     if to_apply:
-        services.apply_broker_reports(connection_id=account.broker_connection_id, reports=to_apply)
+        booking.apply_broker_reports(connection_id=account.broker_connection_id, reports=to_apply)
     _record_adopted(account, newest, found)
 
 
@@ -526,7 +526,7 @@ def _adopt_position(
         )
         for n, (side, quantity, price) in enumerate(trades, 1)
     ]
-    services.apply_broker_reports(connection_id=account.broker_connection_id, reports=reports)
+    booking.apply_broker_reports(connection_id=account.broker_connection_id, reports=reports)
     adopted = Order.objects.filter(account=account, broker_order_id__in=[r.broker_order_id for r in reports])
     payload["fills"] = [r.broker_order_id for r in reports]
     reduced = held and (wanted == 0 or (wanted > 0) != (held > 0) or abs(wanted) < abs(held))

@@ -3,7 +3,7 @@
 from celery import shared_task
 from celery.signals import worker_ready
 
-from orders import services
+from orders import booking, services
 
 
 @shared_task(acks_late=True)
@@ -15,7 +15,7 @@ def send_orders_to_broker_task(order_ids: list[int]) -> None:
 @shared_task(acks_late=True)
 def book_broker_reports_task(connection_id: int, reports: list[dict], bands_to_drop: list[str] | None = None) -> None:
     # acks_late is safe: booking is idempotent (fills by fill id, statuses by the state table).
-    services.book_broker_reports(connection_id=connection_id, reports=reports, bands_to_drop=bands_to_drop or [])
+    booking.book_broker_reports(connection_id=connection_id, reports=reports, bands_to_drop=bands_to_drop or [])
 
 
 @shared_task(acks_late=True)

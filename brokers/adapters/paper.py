@@ -94,7 +94,7 @@ def deliver_venue_events(stream_key: str, events: list[dict[str, Any]]) -> None:
     to its next order instead of booking this one's fill and publishing it. Applying is
     idempotent (fills by fill id, statuses by the state table), so a redelivery is harmless.
     """
-    from brokers.tasks import ingest_broker_events_task  # imported late: tasks import the order services
+    from brokers.tasks import ingest_broker_events_task  # imported late: tasks import the order booking
 
     ingest_broker_events_task.delay(int(stream_key), events)
 

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from brokers.paper import venue
 from brokers.paper.models import VenueOrder
 from config.errors import DomainError
-from orders import services
+from orders import booking, services
 from orders.domain import OrderEventType, OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType
 from orders.models import Order, Position
 from orders.services import OrderToSubmit
@@ -195,6 +195,6 @@ def test_the_sender_leaves_the_answers_to_the_events_workers(accounts, commit, m
     assert {o.status for o in Order.objects.filter(pk__in=ids)} == {OrderStatus.SUBMITTED}
     ((connection_id, reports, bands),) = handed
     assert [r["client_order_id"] for r in reports] == [f"later-{a.pk}" for a in accounts[:2]]
-    services.book_broker_reports(connection_id=connection_id, reports=reports, bands_to_drop=bands or [])
+    booking.book_broker_reports(connection_id=connection_id, reports=reports, bands_to_drop=bands or [])
     assert {o.status for o in Order.objects.filter(pk__in=ids)} == {OrderStatus.ACCEPTED}
     assert all(o.broker_order_id for o in Order.objects.filter(pk__in=ids))

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from brokers.interface import BrokerFill, BrokerOrder, ReportedStatus
 from brokers.paper.models import VenueContract, VenueOrder
-from orders import services
+from orders import booking, services
 from orders.domain import (
     ALLOWED_TRANSITIONS,
     BracketSpec,
@@ -89,7 +89,7 @@ def test_random_broker_reports_keep_the_state_table_and_apply_each_fill_once(ali
                 occurred_at=self._tick(),
             )
             with commit():
-                services.apply_broker_reports(connection_id=connection_id, reports=[report])
+                booking.apply_broker_reports(connection_id=connection_id, reports=[report])
 
         @rule(fill_no=st.integers(0, 6), quantity=st.integers(1, 2), repeat=st.booleans())
         def fill_report(self, fill_no: int, quantity: int, repeat: bool) -> None:
@@ -111,7 +111,7 @@ def test_random_broker_reports_keep_the_state_table_and_apply_each_fill_once(ali
             )
             reports = [fill, fill] if repeat else [fill]
             with commit():
-                services.apply_broker_reports(connection_id=connection_id, reports=reports)
+                booking.apply_broker_reports(connection_id=connection_id, reports=reports)
             self.applied.setdefault(fill_id, quantity)
 
         @invariant()

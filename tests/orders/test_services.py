@@ -7,7 +7,7 @@ import pytest
 
 from brokers.paper import venue
 from brokers.paper.models import VenueFill, VenueOrder
-from orders import services
+from orders import booking, services
 from orders.domain import OrderIntent, OrderSide, OrderSource, OrderStatus, OrderType, PositionEffect
 from orders.models import Fill, Order, Position
 
@@ -296,7 +296,7 @@ def test_the_same_fill_reported_twice_is_applied_once(alice_account, commit):
     assert len(fills) == 1
 
     with commit():
-        assert services.apply_broker_reports(connection_id=alice_account.broker_connection_id, reports=fills) == []
+        assert booking.apply_broker_reports(connection_id=alice_account.broker_connection_id, reports=fills) == []
 
     assert Fill.objects.count() == 1
     assert Position.objects.get(account=alice_account).quantity == 2
@@ -312,7 +312,7 @@ def test_ack_arriving_after_the_fill_does_not_move_the_order_back(alice_account,
         account_ref=alice_account.broker_account_id, client_order_id=order.client_order_id
     )
     stale = ack.__class__(**{**ack.__dict__, "status": "working", "filled_quantity": 0})
-    services.apply_broker_reports(connection_id=alice_account.broker_connection_id, reports=[stale])
+    booking.apply_broker_reports(connection_id=alice_account.broker_connection_id, reports=[stale])
 
     assert Order.objects.get(pk=order.pk).status == OrderStatus.FILLED
 
