@@ -152,35 +152,9 @@ class PaperBroker:
         answers = self._call(venue.place_orders, tickets=[_ticket(request) for request in requests])
         return [_answer(answer) for answer in answers]
 
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        (answer,) = self.submit_orders([request])
-        if isinstance(answer, BrokerError):
-            raise answer
-        return answer
-
-    def modify_order(
-        self,
-        *,
-        account_ref: str,
-        client_order_id: str,
-        quantity: int | None = None,
-        limit_price: Decimal | None = None,
-        stop_price: Decimal | None = None,
-    ) -> BrokerOrder:
-        return parse_order(
-            self._call(
-                venue.modify_order,
-                account_ref=account_ref,
-                client_order_id=client_order_id,
-                quantity=quantity,
-                limit_price=limit_price,
-                stop_price=stop_price,
-            )
-        )
-
     def modify_orders(self, changes: Sequence[dict[str, Any]]) -> list[BrokerOrder | BrokerError]:
-        """Several changes in one call (see venue.modify_orders), each with modify_order's keyword
-        arguments. One answer per change, in order: the broker's report, or the BrokerRejected that
+        """Several changes in one call (see venue.modify_orders), each with venue.modify_order's
+        keyword arguments. One answer per change, in order: the broker's report, or the BrokerRejected that
         refused it; an error of the whole call (unreachable, answer lost) is raised."""
         answers = self._call(venue.modify_orders, tickets=list(changes))
         return [BrokerRejected(str(a)) if isinstance(a, VenueError) else parse_order(a) for a in answers]

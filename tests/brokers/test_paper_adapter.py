@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.adapters.paper import PaperBroker
-from brokers.errors import BrokerRejected, BrokerUnavailable, OutcomeUnknown
+from brokers.errors import BrokerError, BrokerRejected, BrokerUnavailable, OutcomeUnknown
 from brokers.interface import (
     Balance,
     BrokerFill,
@@ -51,6 +51,22 @@ def request(client_order_id: str, **fields) -> OrderRequest:  # type: ignore[no-
     return OrderRequest(**values)
 
 
+def submit(broker: PaperBroker, order: OrderRequest) -> BrokerOrder:
+    """One order through the batch call, its refusal raised."""
+    (answer,) = broker.submit_orders([order])
+    if isinstance(answer, BrokerError):
+        raise answer
+    return answer
+
+
+def modify(broker: PaperBroker, **change) -> BrokerOrder:  # type: ignore[no-untyped-def]
+    fields = {"quantity": None, "limit_price": None, "stop_price": None, **change}
+    (answer,) = broker.modify_orders([fields])
+    if isinstance(answer, BrokerError):
+        raise answer
+    return answer
+
+
 def limit(client_order_id: str, price: str = "4990.00", **fields) -> OrderRequest:  # type: ignore[no-untyped-def]
     return request(client_order_id, order_type="limit", limit_price=Decimal(price), **fields)
 
@@ -62,7 +78,7 @@ def test_open_account_streams_to_the_connection(broker, paper):
 
 
 def test_submit_market_order_returns_a_filled_report_with_decimal_prices(broker):
-    order = broker.submit_order(request("pd-1", quantity=2))
+    order = submit(broker, request("pd-1", quantity=2))
 
     assert isinstance(order, BrokerOrder)
     assert order.status == ReportedStatus.FILLED
@@ -76,8 +92,8 @@ def test_submit_market_order_returns_a_filled_report_with_decimal_prices(broker)
 
 
 def test_submit_limit_order_reports_working_with_its_prices(broker):
-    order = broker.submit_order(
-        request("pd-sl", order_type="stop_limit", stop_price=Decimal("5010.00"), limit_price=Decimal("5010.25"))
+    order = submit(
+        broker, request("pd-sl", order_type="stop_limit", stop_price=Decimal("5010.00"), limit_price=Decimal("5010.25"))
     )
 
     assert order.status == ReportedStatus.WORKING
@@ -89,7 +105,7 @@ def test_submit_limit_order_reports_working_with_its_prices(broker):
 
 def test_venue_rejection_raises_broker_rejected_with_the_reason(broker):
     with pytest.raises(BrokerRejected, match="No market in NQZ6"):
-        broker.submit_order(request("pd-nq", symbol="NQZ6"))
+        submit(broker, request("pd-nq", symbol="NQZ6"))
     # The venue keeps its rejected record; nothing traded.
     assert VenueOrder.objects.get(client_order_id="pd-nq").status == "rejected"
     assert not VenueFill.objects.exists()
@@ -99,25 +115,25 @@ def test_simulated_rejection_raises_broker_rejected(broker):
     venue.inject_fault("reject_next_order")
 
     with pytest.raises(BrokerRejected, match="simulated rejection"):
-        broker.submit_order(request("pd-r"))
-    assert broker.submit_order(request("pd-ok")).status == ReportedStatus.FILLED
+        submit(broker, request("pd-r"))
+    assert submit(broker, request("pd-ok")).status == ReportedStatus.FILLED
 
 
 def test_unknown_account_raises_broker_rejected(broker):
     with pytest.raises(BrokerRejected, match="Unknown account"):
-        broker.submit_order(request("pd-x", account_ref="NOPE"))
+        submit(broker, request("pd-x", account_ref="NOPE"))
 
 
 def test_unavailable_raises_and_nothing_reaches_the_venue(broker):
     venue.inject_fault("unavailable")
 
     with pytest.raises(BrokerUnavailable):
-        broker.submit_order(request("pd-u"))
+        submit(broker, request("pd-u"))
 
     assert not VenueOrder.objects.exists()
     assert VenueAccount.objects.get(ref=REF).cash == Decimal("50000")
     # The fault was spent: a retry goes through, exactly once.
-    assert broker.submit_order(request("pd-u")).status == ReportedStatus.FILLED
+    assert submit(broker, request("pd-u")).status == ReportedStatus.FILLED
     assert VenueOrder.objects.filter(client_order_id="pd-u").count() == 1
 
 
@@ -125,21 +141,21 @@ def test_lost_response_raises_outcome_unknown_but_the_venue_has_the_order(broker
     venue.inject_fault("lose_response")
 
     with pytest.raises(OutcomeUnknown):
-        broker.submit_order(request("pd-lost", quantity=2))
+        submit(broker, request("pd-lost", quantity=2))
 
     found = broker.get_order(account_ref=REF, client_order_id="pd-lost")
     assert found is not None
     assert (found.status, found.filled_quantity) == (ReportedStatus.FILLED, 2)
     assert VenueAccount.objects.get(ref=REF).cash == Decimal("50000") - 2 * Decimal("0.37")
     # A resend with the same client id gets the same order back, never a second one.
-    again = broker.submit_order(request("pd-lost", quantity=2))
+    again = submit(broker, request("pd-lost", quantity=2))
     assert again.broker_order_id == found.broker_order_id
     assert VenueOrder.objects.filter(client_order_id="pd-lost").count() == 1
     assert VenueFill.objects.count() == 1
 
 
 def test_lost_response_on_cancel_still_cancels_at_the_venue(broker):
-    broker.submit_order(limit("pd-c"))
+    submit(broker, limit("pd-c"))
     venue.inject_fault("lose_response")
 
     with pytest.raises(OutcomeUnknown):
@@ -149,7 +165,7 @@ def test_lost_response_on_cancel_still_cancels_at_the_venue(broker):
 
 
 def test_cancel_order_reports_canceled_and_a_second_cancel_is_rejected(broker):
-    broker.submit_order(limit("pd-c"))
+    submit(broker, limit("pd-c"))
 
     report = broker.cancel_order(account_ref=REF, client_order_id="pd-c")
 
@@ -160,7 +176,7 @@ def test_cancel_order_reports_canceled_and_a_second_cancel_is_rejected(broker):
 
 
 def test_cancel_of_a_filled_order_is_rejected(broker):
-    broker.submit_order(request("pd-f"))
+    submit(broker, request("pd-f"))
 
     with pytest.raises(BrokerRejected, match="filled"):
         broker.cancel_order(account_ref=REF, client_order_id="pd-f")
@@ -168,9 +184,9 @@ def test_cancel_of_a_filled_order_is_rejected(broker):
 
 
 def test_modify_order_changes_price_and_quantity(broker):
-    broker.submit_order(limit("pd-m", quantity=2))
+    submit(broker, limit("pd-m", quantity=2))
 
-    report = broker.modify_order(account_ref=REF, client_order_id="pd-m", quantity=4, limit_price=Decimal("4995.50"))
+    report = modify(broker, account_ref=REF, client_order_id="pd-m", quantity=4, limit_price=Decimal("4995.50"))
 
     assert (report.status, report.quantity, report.limit_price) == (ReportedStatus.WORKING, 4, Decimal("4995.50"))
     row = VenueOrder.objects.get(client_order_id="pd-m")
@@ -178,18 +194,18 @@ def test_modify_order_changes_price_and_quantity(broker):
 
 
 def test_modify_to_a_marketable_price_reports_filled(broker):
-    broker.submit_order(limit("pd-m"))
+    submit(broker, limit("pd-m"))
 
-    report = broker.modify_order(account_ref=REF, client_order_id="pd-m", limit_price=Decimal("5000.00"))
+    report = modify(broker, account_ref=REF, client_order_id="pd-m", limit_price=Decimal("5000.00"))
 
     assert (report.status, report.avg_fill_price) == (ReportedStatus.FILLED, Decimal("5000.00"))
 
 
 def test_invalid_modify_is_rejected_and_changes_nothing(broker):
-    broker.submit_order(limit("pd-m"))
+    submit(broker, limit("pd-m"))
 
     with pytest.raises(BrokerRejected, match="not a valid price"):
-        broker.modify_order(account_ref=REF, client_order_id="pd-m", limit_price=Decimal("4995.10"))
+        modify(broker, account_ref=REF, client_order_id="pd-m", limit_price=Decimal("4995.10"))
     assert VenueOrder.objects.get(client_order_id="pd-m").limit_price == Decimal("4990.00")
 
 
@@ -200,7 +216,7 @@ def test_get_order_of_an_unknown_client_id_is_none(broker):
 def test_partially_filled_working_order_reports_partially_filled(broker):
     VenueContract.objects.filter(symbol="MESZ6").update(max_fill_size=1)
 
-    report = broker.submit_order(limit("pd-p", price="5000.00", quantity=3))
+    report = submit(broker, limit("pd-p", price="5000.00", quantity=3))
 
     assert (report.status, report.filled_quantity) == (ReportedStatus.PARTIALLY_FILLED, 1)
     [open_order] = broker.list_open_orders(account_ref=REF)
@@ -208,10 +224,10 @@ def test_partially_filled_working_order_reports_partially_filled(broker):
 
 
 def test_list_open_orders_lists_only_working_orders(broker):
-    broker.submit_order(request("pd-f"))
-    broker.submit_order(limit("pd-w1"))
-    broker.submit_order(limit("pd-w2", price="4980.00"))
-    broker.submit_order(limit("pd-c"))
+    submit(broker, request("pd-f"))
+    submit(broker, limit("pd-w1"))
+    submit(broker, limit("pd-w2", price="4980.00"))
+    submit(broker, limit("pd-c"))
     broker.cancel_order(account_ref=REF, client_order_id="pd-c")
 
     orders = broker.list_open_orders(account_ref=REF)
@@ -221,9 +237,9 @@ def test_list_open_orders_lists_only_working_orders(broker):
 
 
 def test_list_fills_returns_fills_since_the_given_time(broker):
-    broker.submit_order(request("pd-1"))
+    submit(broker, request("pd-1"))
     since = timezone.now()
-    broker.submit_order(request("pd-2", side="sell", quantity=2))
+    submit(broker, request("pd-2", side="sell", quantity=2))
 
     fills = broker.list_fills(account_ref=REF, since=since)
 
@@ -237,8 +253,8 @@ def test_list_fills_returns_fills_since_the_given_time(broker):
 
 
 def test_get_positions_are_signed_with_decimal_average(broker, paper):
-    broker.submit_order(request("pd-l", quantity=2))
-    broker.submit_order(request("pd-s", symbol="ESZ6", side="sell", quantity=3))
+    submit(broker, request("pd-l", quantity=2))
+    submit(broker, request("pd-s", symbol="ESZ6", side="sell", quantity=3))
 
     positions = broker.get_positions(account_ref=REF)
 
@@ -250,8 +266,8 @@ def test_get_positions_are_signed_with_decimal_average(broker, paper):
 
 
 def test_get_balances_reports_cash_after_fees(broker):
-    broker.submit_order(request("pd-1", quantity=2))  # 2 * 0.37
-    broker.submit_order(request("pd-2", symbol="ESZ6"))  # 1 * 1.40
+    submit(broker, request("pd-1", quantity=2))  # 2 * 0.37
+    submit(broker, request("pd-2", symbol="ESZ6"))  # 1 * 1.40
 
     assert broker.get_balances(account_ref=REF) == [
         Balance(account_ref=REF, currency="USD", cash=Decimal("50000") - Decimal("0.74") - Decimal("1.40"))
@@ -259,7 +275,7 @@ def test_get_balances_reports_cash_after_fees(broker):
 
 
 def test_close_position_full_and_partial(broker):
-    broker.submit_order(request("pd-open", quantity=3))
+    submit(broker, request("pd-open", quantity=3))
 
     partial = broker.close_position(account_ref=REF, symbol="MESZ6", quantity=1)
     assert (partial.client_order_id, partial.side, partial.quantity) == (None, "sell", 1)
@@ -299,7 +315,7 @@ def test_capabilities_declare_modify_and_partial_close():
 
 
 def test_parse_events_maps_wire_dicts_and_ignores_unknown_types(broker):
-    broker.submit_order(request("pd-e", quantity=2))
+    submit(broker, request("pd-e", quantity=2))
     order_wire = venue.get_order(account_ref=REF, client_order_id="pd-e")
     [fill_wire] = venue.list_fills(account_ref=REF, since=timezone.now().replace(year=2000))
 
@@ -381,7 +397,7 @@ def test_submit_orders_raises_for_the_whole_batch_when_it_never_arrived(broker):
 
 
 def test_reports_cross_a_task_boundary_as_json_unchanged(broker):
-    order = broker.submit_order(request("pd-json", quantity=2))
+    order = submit(broker, request("pd-json", quantity=2))
     (fill,) = broker.list_fills(account_ref=REF, since=timezone.now() - timedelta(minutes=1))
     for report in (order, fill):
         assert report_from_json(json.loads(json.dumps(report_to_json(report)))) == report
