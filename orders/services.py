@@ -777,7 +777,7 @@ def modify_order(
         order.save(update_fields=["pending_change", "updated_at"])
         record_event(order, OrderEventType.MODIFY_REQUESTED, detail=detail, payload=terms, actor=actor)
         publish_order_on_commit(order)
-        tasks.send_modify_to_broker_task.delay_on_commit(order.pk)
+        tasks.send_modifies_to_broker_task.delay_on_commit([order.pk])
     return order
 
 
@@ -919,10 +919,6 @@ def _drop_change(order_id: int, reason: str) -> None:
         publish_order_on_commit(order)
         if order.group_id:
             groups.sync_groups(account=order.account, instrument_ids={order.instrument_id})
-
-
-def send_modify_to_broker(*, order_id: int) -> None:
-    send_modifies_to_broker(order_ids=[order_id])
 
 
 def send_modifies_to_broker(*, order_ids: list[int]) -> None:

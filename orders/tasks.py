@@ -34,13 +34,8 @@ def reconcile_unresolved_orders_task() -> None:
 
 
 @shared_task(acks_late=True)
-def send_modify_to_broker_task(order_id: int) -> None:
-    # A redelivery finds no pending change once the first run settled it.
-    services.send_modify_to_broker(order_id=order_id)
-
-
-@shared_task(acks_late=True)
 def send_modifies_to_broker_task(order_ids: list[int]) -> None:
+    # A redelivery finds no pending change once the first run settled it.
     services.send_modifies_to_broker(order_ids=order_ids)
 
 

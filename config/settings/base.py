@@ -238,7 +238,7 @@ RECONCILIATION_MAX_AGE = (
     timedelta(seconds=seconds) if (seconds := env.int("RECONCILIATION_MAX_AGE_SECONDS", default=120)) else None
 )
 
-# Called on commit with (account_id=, fill_ids=) whenever fills are booked: apps downstream of
+# Called on commit with fills={account_id: [fill ids]}, once per booked batch: apps downstream of
 # orders (the copier, reversals waiting on their exit) hear of fills without orders importing them.
 ORDER_FILL_LISTENERS = [
     "signals_in.tasks.fanout.fills_booked",

@@ -379,7 +379,7 @@ def test_modify_changes_our_record_only_when_the_broker_confirms(alice_account, 
     with commit():
         order = submit(alice_account, limit(OrderSide.BUY, 2, "4990.00"))
     sent = []
-    monkeypatch.setattr("orders.tasks.send_modify_to_broker_task.delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr("orders.tasks.send_modifies_to_broker_task.delay", lambda ids: sent.append(ids))
     # Hold the send: the change waits, our terms stay as they are.
     with commit():
         services.modify_order(order=order, change=services.OrderChange(limit_price=D("4992.50"), quantity=3))
@@ -389,7 +389,7 @@ def test_modify_changes_our_record_only_when_the_broker_confirms(alice_account, 
     with pytest.raises(services.ChangePending):
         services.modify_order(order=order, change=services.OrderChange(limit_price=D("4991.00")))
 
-    services.send_modify_to_broker(order_id=sent[0])
+    services.send_modifies_to_broker(order_ids=sent[0])
 
     order.refresh_from_db()
     assert (order.limit_price, order.quantity, order.pending_change) == (D("4992.50"), 3, {})
