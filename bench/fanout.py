@@ -4,7 +4,7 @@ the signal stored until every account's order is at the paper venue. Target: all
 Builds its world in its own PostgreSQL database and Redis database (bulk inserts: accounts, venue
 accounts, one strategy with N subscriptions of 1 contract), starts the Celery workers as the
 Procfile does (`worker`, `sender` on the orders queue, `stream`), then per round stores a signal
-and hands `process_signal_task` to the workers exactly as the intake's on-commit enqueue would.
+and hands `process_signal_task` to the workers exactly as the hand-off process (signals_in.handoff) would.
 Each round is a buy (every account enters 1 MES, pre-trade risk on each) followed by an exit
 (every account closes, untimed against the target but printed). Round 0 is a warm-up.
 
@@ -130,7 +130,7 @@ def run_round(args: argparse.Namespace, world: dict[str, Any], action: str, time
     )
     t_stored = stored.received_at.timestamp()
     t_enqueue = time.time()
-    process_signal_task.delay(stored.pk)  # what the intake's delay_on_commit does
+    process_signal_task.delay(stored.pk)  # what the hand-off process does
     ids = [
         signal_client_order_id(signal_id=stored.pk, subscription_id=s.pk, account_id=s.account_id, leg=leg)
         for s in world["subscriptions"]

@@ -1,10 +1,12 @@
-"""The web tier: several daphne processes accepting on one listening socket.
+"""The web tier: several daphne processes serving one port, each on its own listening socket.
 
 One daphne process is one Python interpreter, so one core at most (the GIL); on the 2-core target
 it saturates near 600 requests/s of webhooks and health checks (docs/decisions/0016). This opens
-the socket once and starts --processes daphne children on it (`daphne --fd`); the kernel hands
-each new connection to whichever child accepts first. WebSocket consumers already talk through
-the Redis channel layer, so which child holds a socket does not matter.
+one SO_REUSEPORT socket per child on the same address and starts --processes daphne children, each
+on its own (`daphne --fd`): the kernel spreads new connections evenly over the sockets. One shared
+socket did not spread them: whichever child was awake accepted a burst of keep-alive connections
+and carried nearly all the load alone (decision 0019). WebSocket consumers already talk through the
+Redis channel layer, so which child holds a socket does not matter.
 
 The Procfile and bench/webhook.py both start the web tier through here:
 
@@ -56,14 +58,17 @@ def child_argv(fd: int, n: int, args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    listener = socket.create_server((args.bind, args.port), backlog=1024)
-    fd = listener.fileno()
-    os.set_inheritable(fd, True)
-    children = [
-        subprocess.Popen(child_argv(fd, n, args), cwd=ROOT, pass_fds=(fd,))  # noqa: S603 - our own argv
-        for n in range(max(args.processes, 1))
+    listeners = [
+        socket.create_server((args.bind, args.port), backlog=1024, reuse_port=True)
+        for _ in range(max(args.processes, 1))
     ]
-    listener.close()  # the children hold it
+    children = []
+    for n, listener in enumerate(listeners):
+        fd = listener.fileno()
+        os.set_inheritable(fd, True)
+        children.append(subprocess.Popen(child_argv(fd, n, args), cwd=ROOT, pass_fds=(fd,)))  # noqa: S603 - our own argv
+    for listener in listeners:
+        listener.close()  # each child holds its own
     print(
         f"web: {len(children)} daphne process(es) on http://{args.bind}:{args.port}/ "
         f"(pids {', '.join(str(c.pid) for c in children)})",

@@ -1,12 +1,18 @@
 """Webhook intake: a TradingView (or TradersPost-style) POST becomes one stored Signal, fast.
 
 The answer must come well inside TradingView's 3 s, and a stored signal is never answered with
-a 5xx (TradingView resends on 5xx only). So intake only checks, stores and hands off: the fan-out
-to accounts runs in a task enqueued on commit (the ASGI fast path enqueues after answering), and a
-beat sweep hands off again any RECEIVED signal whose hand-off was lost. What is refused for the
-body's sake (bad input, wrong passphrase, source not allowed, strategy off) is stored as REJECTED
-with the raw body; what is refused before we know whose it is (unknown token) or to protect us
-(rate limit) is not stored.
+a 5xx (TradingView resends on 5xx only). So intake only checks and stores: the insert notifies
+PostgreSQL's `signal_received` channel, delivered on commit, and the hand-off process
+(signals_in.handoff) gives the signal to the fan-out workers; the web process publishes nothing.
+What is refused for the body's sake (bad input, wrong passphrase, source not allowed, strategy off)
+is stored as REJECTED with the raw body; what is refused before we know whose it is (unknown token)
+or to protect us (rate limit) is not stored.
+
+The intake is written once, as a generator that yields the I/O it needs (`Fetch`, `CountRequest`,
+`StoreSignal`) and is sent the results: `receive_tradingview_webhook` runs it on Django's
+connection (the Django view, tests, the demo's SQLite); the ASGI fast path runs the same steps on
+the event loop with its own async connections (signals_in.intake_io), so a webhook needs no thread
+(docs/decisions/0019).
 
 Duplicates (the same token and body within 24 h, or the same explicit `id` per strategy) answer
 with the first signal and store nothing. Concurrent identical requests are serialised by a
@@ -19,24 +25,22 @@ import ipaddress
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from brokers.ticks import normalize_price, round_to_tick
 from config.redis_client import get_redis, key
 from signals_in import strategies
-from signals_in.models import Signal, SignalSource, SignalStatus, WebhookToken
+from signals_in.models import Signal, SignalSource, SignalStatus
 from signals_in.parsing import (
     MAX_BODY_BYTES,
     ParsedSignal,
@@ -48,7 +52,7 @@ from signals_in.parsing import (
     passphrase_of,
     redact_passphrase,
 )
-from signals_in.tickers import Contract, contract_for_ticker
+from signals_in.tickers import Contract, ContractLookup, contract_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -88,35 +92,140 @@ class Rejection:
         return HTTP_STATUS_OF_REJECTION.get(self.code, 400)
 
 
+# -- The steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Run a query: the rows of its last statement ([] when that returns none)."""
+
+    sql: str
+    params: Sequence[Any]
+    # A failure is logged and answered None instead of failing the webhook (bookkeeping only).
+    best_effort: bool = False
+
+
+@dataclass(frozen=True)
+class FetchEach:
+    """Run several queries in one round trip: a list of rows per query."""
+
+    queries: Sequence[tuple[str, Sequence[Any]]]
+    best_effort: bool = False
+
+    def as_one(self) -> tuple[str, list[Any]]:
+        """One simple-protocol query of all of them (parameters are bound client-side)."""
+        return ";\n".join(sql for sql, _ in self.queries), [p for _, params in self.queries for p in params]
+
+
+@dataclass(frozen=True)
+class CountRequest:
+    """Count one request on a per-minute Redis counter: the count so far this minute, or None when
+    Redis is down (the signal is taken rather than lost)."""
+
+    counter: str
+    best_effort: bool = True
+
+
+@dataclass(frozen=True)
+class StoreSignal:
+    """Insert the signal unless it is a duplicate: [(id, ...)] when stored, [] when not.
+    `insert_statement` is the SQL for PostgreSQL."""
+
+    fields: dict[str, Any]
+    best_effort: bool = False
+
+
+Step = Fetch | FetchEach | CountRequest | StoreSignal
+Steps = Generator[Step, Any, "WebhookAnswer"]
+
+
 def receive_tradingview_webhook(request: WebhookRequest) -> WebhookAnswer:
-    token = _live_token(request.token)
+    """The webhook on Django's connection (the Django view, tests, the demo's SQLite)."""
+    steps = webhook_steps(request)
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        try:
+            result = _perform_on_django(step)
+        except Exception:
+            if not step.best_effort:
+                raise
+            result = skipped(step)
+
+
+def skipped(step: Step) -> None:
+    """What a best-effort step that failed answers (with the failure logged): nothing."""
+    logger.warning("Webhook step %s failed; carrying on without it", type(step).__name__, exc_info=True)
+
+
+def _perform_on_django(step: Step) -> Any:
+    if isinstance(step, CountRequest):
+        return int(get_redis().eval(RATE_COUNT_LUA, 1, step.counter))
+    if connection.vendor != "postgresql":  # SQLite (the demo): one statement at a time
+        if isinstance(step, StoreSignal):
+            return _store_with_orm(step.fields)
+        if isinstance(step, FetchEach):
+            return [_execute_on_django(sql, params)[-1] for sql, params in step.queries]
+    if isinstance(step, FetchEach):
+        return _execute_on_django(*step.as_one())
+    sql, params = (step.sql, step.params) if isinstance(step, Fetch) else insert_statement(step.fields)
+    return _execute_on_django(sql, params)[-1]
+
+
+def _execute_on_django(sql: str, params: Sequence[Any]) -> list[list[Any]]:
+    """The rows of each statement of the query."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        results = [cursor.fetchall() if cursor.description else []]
+        while connection.vendor == "postgresql" and cursor.nextset():  # SQLite: one statement a query
+            results.append(cursor.fetchall() if cursor.description else [])
+    return results
+
+
+def webhook_steps(request: WebhookRequest) -> Steps:
+    token_hash = strategies.token_hash(request.token) if _TOKEN_SHAPE.match(request.token or "") else None
+    if token_hash is None:  # not even the shape of one of ours: no query
+        return _NOT_FOUND
+    # The body is read before we know whose it is, so its contract and the token are asked for
+    # in one round trip; what it says is judged only once the token lets it in.
+    body = _read_body(request.body)
+    questions: list[tuple[str, Sequence[Any]]] = [(_LIVE_TOKEN_SQL, [token_hash])]
+    if body.lookup is not None:
+        questions.append((body.lookup.sql, body.lookup.params))
+    answers = yield FetchEach(questions)
+    token = _live_token(answers[0])
     if token is None:
-        return WebhookAnswer(404, {"code": "not_found", "detail": "No such webhook.", "field": None})
-    if _over_rate_limit(token.strategy_id, token.rate_limit_per_minute):
-        return WebhookAnswer(
-            429,
-            {
-                "code": "rate_limited",
-                "detail": f"More than {token.rate_limit_per_minute} requests this minute for this strategy.",
-                "field": None,
-            },
-            headers={"Retry-After": str(60 - int(time.time()) % 60)},
-        )
+        return _NOT_FOUND
+    if token.rate_limit_per_minute:
+        count = yield CountRequest(rate_counter(token.strategy_id))
+        if count is not None and count > token.rate_limit_per_minute:
+            return WebhookAnswer(
+                429,
+                {
+                    "code": "rate_limited",
+                    "detail": f"More than {token.rate_limit_per_minute} requests this minute for this strategy.",
+                    "field": None,
+                },
+                headers={"Retry-After": str(60 - int(time.time()) % 60)},
+            )
 
     received_at = timezone.now()
     source_ip = client_ip(request.remote_addr, request.forwarded_for)
     fields = {
         "strategy_id": token.strategy_id,
-        "source": SignalSource.TRADINGVIEW,
+        "source": SignalSource.TRADINGVIEW.value,
         "received_at": received_at,
         "body_hash": hashlib.sha256(token.token_hash.encode() + b"\n" + request.body).hexdigest(),
         "content_type": request.content_type[:100],
         "source_ip": source_ip,
     }
-    understood = _understand(token, request.body, source_ip)
+    understood = _understand(token, body, source_ip, contract_rows=answers[1] if body.lookup else [])
     if isinstance(understood, Rejection):
         fields.update(
-            status=SignalStatus.REJECTED,
+            status=SignalStatus.REJECTED.value,
             reject_code=understood.code,
             reject_reason=understood.reason[:500],
             raw_body=redact_passphrase(body_text(request.body[:MAX_BODY_BYTES])),
@@ -124,8 +233,10 @@ def receive_tradingview_webhook(request: WebhookRequest) -> WebhookAnswer:
     else:
         fields.update(understood, raw_body=redact_passphrase(body_text(request.body)))
 
-    answer = _store(fields, understood)
-    _touch(token, received_at)
+    answer = yield from _store(fields, understood)
+    if token.last_used_at is None or received_at - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        # last_used_at to the minute: one UPDATE a minute per token at most, not one per request.
+        yield Fetch(_TOUCH_SQL, [received_at, token.pk], best_effort=True)
     return answer
 
 
@@ -156,16 +267,18 @@ SELECT t.id, t.token_hash, t.last_used_at, s.id, s.is_enabled, s.passphrase_hash
 """
 
 
-def _live_token(raw: str) -> LiveToken | None:
-    if not _TOKEN_SHAPE.match(raw or ""):
-        return None  # not even the shape of one of ours: no query
-    with connection.cursor() as cursor:
-        cursor.execute(_LIVE_TOKEN_SQL, [strategies.token_hash(raw)])
-        row = cursor.fetchone()
-    if row is None:
+_NOT_FOUND = WebhookAnswer(404, {"code": "not_found", "detail": "No such webhook.", "field": None})
+
+
+def _live_token(rows: Sequence[Sequence[Any]]) -> LiveToken | None:
+    if not rows:
         return None
+    row = rows[0]
     allowed_ips = json.loads(row[6]) if isinstance(row[6], str) else row[6]
     return LiveToken(*row[:6], allowed_ips=allowed_ips or [], rate_limit_per_minute=row[7])
+
+
+_TOUCH_SQL = "UPDATE signals_in_webhooktoken SET last_used_at = %s WHERE id = %s"
 
 
 def client_ip(remote_addr: str | None, forwarded_for: str | None) -> str | None:
@@ -184,46 +297,80 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None) -> str | None:
         return None
 
 
-def _over_rate_limit(strategy_id: int, per_minute: int) -> bool:
-    if not per_minute:
-        return False  # 0: no limit
-    counter = key("webhooks", "rate", str(strategy_id), str(int(time.time() // 60)))
-    try:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, 120)
-        count, _ = pipe.execute()
-    except Exception:  # Redis down: take the signal rather than lose it
-        logger.warning("Webhook rate limit not checked: Redis unavailable", exc_info=True)
-        return False
-    return int(count) > per_minute
+def rate_counter(strategy_id: int) -> str:
+    return key("webhooks", "rate", str(strategy_id), str(int(time.time() // 60)))
+
+
+# Count and (on the minute's first request) expire in one command: EVAL KEYS[1] = the counter.
+RATE_COUNT_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+return count
+"""
 
 
 # -- What it says ---------------------------------------------------------------------------------
 
 
-def _understand(strategy: LiveToken, body: bytes, source_ip: str | None) -> dict[str, Any] | Rejection:
-    """The Signal fields of an accepted body, or why it is refused."""
+@dataclass(frozen=True)
+class ReadBody:
+    """What a body says as far as it can be read without knowing whose it is."""
+
+    size: int
+    data: dict[str, Any] | None = None  # decoded (the passphrase is checked against it)
+    parsed: ParsedSignal | None = None
+    lookup: ContractLookup | None = None
+    refusal: Rejection | None = None  # why it cannot be read, when it cannot
+
+
+def _read_body(body: bytes) -> ReadBody:
     if len(body) > MAX_BODY_BYTES:
+        return ReadBody(len(body))
+    try:
+        data = decode_body(body)
+    except ParseError as exc:
+        return ReadBody(len(body), refusal=Rejection(exc.code, exc.detail, exc.field))
+    except Exception:
+        logger.exception("Webhook body could not be read")
+        return ReadBody(len(body), refusal=_UNREADABLE)
+    try:
+        parsed = parse_fields(data)
+        return ReadBody(len(body), data, parsed, contract_lookup(parsed.ticker))
+    except ParseError as exc:
+        return ReadBody(len(body), data, refusal=Rejection(exc.code, exc.detail, exc.field))
+    except Exception:
+        logger.exception("Webhook body could not be read")
+        return ReadBody(len(body), data, refusal=_UNREADABLE)
+
+
+def _understand(
+    strategy: LiveToken, body: ReadBody, source_ip: str | None, *, contract_rows: Sequence[Sequence[Any]]
+) -> dict[str, Any] | Rejection:
+    """The Signal fields of an accepted body, or why it is refused (in this order: size, source,
+    strategy switched off, passphrase, then what the body says)."""
+    if body.size > MAX_BODY_BYTES:
         return Rejection("body_too_large", f"The body is larger than {MAX_BODY_BYTES // 1024} KB; it is kept cut.")
     if strategy.allowed_ips and source_ip not in strategy.allowed_ips:
         return Rejection("source_not_allowed", f"Requests from {source_ip or 'an unknown address'} are not allowed.")
     if not strategy.is_enabled:
         return Rejection("strategy_disabled", "The strategy is switched off; its signals are refused.")
+    if body.data is None:
+        return body.refusal or _UNREADABLE
+    wanted = strategy.passphrase_hash
+    if wanted and not strategies.passphrase_matches(wanted, passphrase_of(body.data)):
+        return Rejection("bad_passphrase", "The body's passphrase is missing or wrong.", "passphrase")
+    if body.refusal is not None or body.parsed is None or body.lookup is None:
+        return body.refusal or _UNREADABLE
     try:
-        data = decode_body(body)
-        wanted = strategy.passphrase_hash
-        if wanted and not strategies.passphrase_matches(wanted, passphrase_of(data)):
-            return Rejection("bad_passphrase", "The body's passphrase is missing or wrong.", "passphrase")
-        parsed = parse_fields(data)
-        return _signal_fields(parsed, contract_for_ticker(parsed.ticker))
+        return _signal_fields(body.parsed, body.lookup.contract_from(contract_rows))
     except ParseError as exc:
         return Rejection(exc.code, exc.detail, exc.field)
-    except DatabaseError:
-        raise  # nothing stored yet: a 5xx lets TradingView resend
     except Exception:
         logger.exception("Webhook body could not be read")
-        return Rejection("unreadable", "We could not read this signal; it is stored for a person to look at.")
+        return _UNREADABLE
+
+
+_UNREADABLE = Rejection("unreadable", "We could not read this signal; it is stored for a person to look at.")
 
 
 def _signal_fields(parsed: ParsedSignal, instrument: Contract) -> dict[str, Any]:
@@ -241,7 +388,7 @@ def _signal_fields(parsed: ParsedSignal, instrument: Contract) -> dict[str, Any]
         if value is not None:
             payload[name] = format(value, "f")
     return {
-        "status": SignalStatus.RECEIVED,
+        "status": SignalStatus.RECEIVED.value,
         "action": parsed.action,
         "sentiment": parsed.sentiment,
         "ticker": parsed.ticker,
@@ -269,16 +416,15 @@ def _on_tick(price: Decimal | None, tick: Decimal, name: str) -> Decimal | None:
 # -- Storing it once ------------------------------------------------------------------------------
 
 
-def _store(fields: dict[str, Any], understood: dict[str, Any] | Rejection) -> WebhookAnswer:
-    signal_id = _insert_unless_duplicate(fields)
-    if signal_id is not None and fields["status"] == SignalStatus.RECEIVED:
-        # At once when no transaction is open (the insert has committed), else on its commit.
-        transaction.on_commit(lambda: _enqueue_processing(signal_id))
+def _store(fields: dict[str, Any], understood: dict[str, Any] | Rejection) -> Generator[Step, Any, WebhookAnswer]:
+    stored = yield StoreSignal(fields)
+    signal_id = stored[0][0] if stored else None
     if signal_id is None:
-        first = _first_of_duplicates(fields)
-        if first is None:  # pragma: no cover - the insert saw one; it cannot have gone since
+        sql, params = _first_of_duplicates_query(fields)
+        rows = yield Fetch(sql, params)
+        if not rows:  # pragma: no cover - the insert saw one; it cannot have gone since
             raise RuntimeError("A duplicate signal vanished.")
-        return _duplicate_answer(first)
+        return _duplicate_answer(rows[0])
     if isinstance(understood, Rejection):
         return WebhookAnswer(
             understood.http_status,
@@ -325,17 +471,21 @@ SIGNAL_COLUMNS = (
     "signal_time",
     "payload",
 )
-# Lock, duplicate check and insert in one round trip: two statements in one simple-protocol query
-# (Django's cursor binds parameters client-side). Outside a transaction PostgreSQL runs them as one
+# The channel the insert notifies with the id of each RECEIVED signal (signals_in.handoff listens).
+SIGNAL_RECEIVED_CHANNEL = "signal_received"
+# Lock, duplicate check, insert and notify in one round trip: two statements in one simple-protocol
+# query (parameters are bound client-side). Outside a transaction PostgreSQL runs them as one
 # implicit transaction, committed before the answer comes back, so the advisory lock is held until
 # the row is durable; under READ COMMITTED the INSERT takes its snapshot after the lock is granted,
 # so it sees a duplicate that an earlier holder of the lock committed. Inside a transaction (tests,
-# a caller's atomic block) the lock is held until that one ends. The NOT EXISTS is the duplicate
-# rule (the same body within the window, or the same id); the unique (strategy, external_id) index
-# backs the latter up. Written out because the ORM's insert and an atomic block cost more than the
-# database work here (BEGIN, lock, insert and COMMIT were four round trips).
+# a caller's atomic block) the lock is held until that one ends, and the notification, like every
+# NOTIFY, is delivered only if it commits. The NOT EXISTS is the duplicate rule (the same body
+# within the window, or the same id); the unique (strategy, external_id) index backs the latter up.
+# Written out because the ORM's insert and an atomic block cost more than the database work here
+# (BEGIN, lock, insert and COMMIT were four round trips).
 _INSERT_SQL = f"""
 SELECT pg_advisory_xact_lock(%s);
+WITH stored AS (
 INSERT INTO signals_in_signal ({", ".join(SIGNAL_COLUMNS)})
 SELECT {", ".join("%s::jsonb" if c == "payload" else "%s::inet" if c == "source_ip" else "%s" for c in SIGNAL_COLUMNS)}
  WHERE NOT EXISTS (
@@ -345,18 +495,16 @@ SELECT {", ".join("%s::jsonb" if c == "payload" else "%s::inet" if c == "source_
                 AND NOT (d.status = 'rejected' AND d.reject_code IN ({", ".join(["%s"] * len(SETTING_REJECTIONS))})))
                OR (%s <> '' AND d.external_id = %s)))
 ON CONFLICT (strategy_id, external_id) WHERE NOT (external_id = '') DO NOTHING
-RETURNING id
+RETURNING id, status
+)
+SELECT id, CASE WHEN status = 'received' THEN pg_notify('{SIGNAL_RECEIVED_CHANNEL}', id::text) END
+  FROM stored
 """  # noqa: S608 - built from constants only; every value is a parameter
 
 
-def _insert_unless_duplicate(fields: dict[str, Any]) -> int | None:
-    """The new signal's id, or None when it is a duplicate (nothing stored)."""
-    if connection.vendor != "postgresql":
-        # SQLite (the demo) takes the write lock at BEGIN IMMEDIATE: writers queue anyway.
-        with transaction.atomic():
-            if _first_of_duplicates(fields) is not None:
-                return None
-            return Signal.objects.create(**fields).pk
+def insert_statement(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    """PostgreSQL: the statement that stores the signal unless it is a duplicate, and its
+    parameters. Its last result is one row (id, _) when stored, none for a duplicate."""
     row = {**_DEFAULTS, **fields}
     values = [json.dumps(row["payload"]) if c == "payload" else row[c] for c in SIGNAL_COLUMNS]
     external_id = row["external_id"]
@@ -368,15 +516,23 @@ def _insert_unless_duplicate(fields: dict[str, Any]) -> int | None:
         external_id,
         external_id,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, [_lock_id(fields), *values, *duplicate_args])
-        cursor.nextset()  # past the lock's result to the INSERT's
-        inserted = cursor.fetchone()
-    return inserted[0] if inserted else None
+    return _INSERT_SQL, [_lock_id(fields), *values, *duplicate_args]
+
+
+def _store_with_orm(fields: dict[str, Any]) -> list[tuple[int]]:
+    """SQLite (the demo): it takes the write lock at BEGIN IMMEDIATE, so writers queue anyway. No
+    notification: the hand-off polls there."""
+    with transaction.atomic():
+        sql, params = _first_of_duplicates_query(fields)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if cursor.fetchone() is not None:
+                return []
+        return [(Signal.objects.create(**fields).pk,)]
 
 
 _DEFAULTS: dict[str, Any] = {
-    "status": SignalStatus.RECEIVED,
+    "status": SignalStatus.RECEIVED.value,
     "reject_code": "",
     "reject_reason": "",
     "external_id": "",
@@ -394,7 +550,8 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _first_of_duplicates(fields: dict[str, Any]) -> tuple[int, str, str, str] | None:
+def _first_of_duplicates_query(fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The query for the first signal the new one duplicates: (pk, status, reject_code, reject_reason)."""
     same_body = Q(body_hash=fields["body_hash"], received_at__gte=fields["received_at"] - DUPLICATE_WINDOW) & ~Q(
         status=SignalStatus.REJECTED, reject_code__in=SETTING_REJECTIONS
     )
@@ -403,8 +560,8 @@ def _first_of_duplicates(fields: dict[str, Any]) -> tuple[int, str, str, str] | 
     return (
         Signal.objects.filter(Q(strategy_id=fields["strategy_id"]) & same)
         .order_by("received_at", "pk")
-        .values_list("pk", "status", "reject_code", "reject_reason")
-        .first()
+        .values_list("pk", "status", "reject_code", "reject_reason")[:1]
+        .query.sql_with_params()
     )
 
 
@@ -424,82 +581,3 @@ def _duplicate_answer(first: tuple[int, str, str, str]) -> WebhookAnswer:
             },
         )
     return WebhookAnswer(200, {"signal_id": signal_id, "duplicate": True, "status": status})
-
-
-def _enqueue_processing(signal_id: int) -> None:
-    deferred = getattr(_handoff, "deferred", None)
-    if deferred is not None:
-        deferred.append(signal_id)
-        return
-    enqueue_processing([signal_id])
-
-
-def enqueue_processing(signal_ids: list[int]) -> None:
-    """Hand committed signals to the fan-out, one task each. Several at once go in one Redis round
-    trip (kombu's publish batch: ~0.3 ms of CPU a message instead of ~0.55). Never raises: a signal
-    whose hand-off is lost stays RECEIVED and `signals_to_hand_off_again` finds it."""
-    from signals_in.tasks.fanout import process_signal_task
-
-    if len(signal_ids) > 1 and not process_signal_task.app.conf.task_always_eager:
-        try:
-            with process_signal_task.app.producer_or_acquire() as producer, producer.batch():
-                for signal_id in signal_ids:
-                    process_signal_task.apply_async((signal_id,), producer=producer)
-        except Exception:
-            logger.exception("Signals %s stored but their processing could not be enqueued", signal_ids)
-        return
-    for signal_id in signal_ids:
-        try:
-            process_signal_task.delay(signal_id)
-        except Exception:
-            logger.exception("Signal %s stored but its processing could not be enqueued", signal_id)
-
-
-_handoff = threading.local()
-
-
-@contextmanager
-def processing_deferred() -> Iterator[list[int]]:
-    """Inside, signals to process are collected in the yielded list instead of enqueued, so the
-    caller can answer first and enqueue them after (`enqueue_processing`): the publish (~0.4 ms of
-    CPU and a Redis round trip) is then off the answer's path. A lost hand-off is caught up by the
-    sweep, so nothing is lost if the process ends in between."""
-    collected: list[int] = []
-    _handoff.deferred = collected
-    try:
-        yield collected
-    finally:
-        _handoff.deferred = None
-
-
-# Beat's safety net under the hand-off. Younger RECEIVED signals are probably still queued or being
-# fanned out; older ones are too late to trade on without a person deciding (they stay RECEIVED,
-# visible in the admin).
-HANDOFF_RETRY_AFTER = timedelta(seconds=30)
-HANDOFF_RETRY_UNTIL = timedelta(minutes=5)
-
-
-def signals_to_hand_off_again(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """RECEIVED signals between HANDOFF_RETRY_AFTER and HANDOFF_RETRY_UNTIL old, oldest first:
-    their hand-off may have been lost. Handing one off twice is harmless (the fan-out stores one
-    outcome per account and order client ids are deterministic)."""
-    now = now or timezone.now()
-    return list(
-        Signal.objects.filter(
-            status=SignalStatus.RECEIVED,
-            received_at__lt=now - HANDOFF_RETRY_AFTER,
-            received_at__gte=now - HANDOFF_RETRY_UNTIL,
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def _touch(token: LiveToken, now: datetime) -> None:
-    """last_used_at to the minute: one UPDATE a minute per token at most, not one per request."""
-    if token.last_used_at is not None and now - token.last_used_at < TOKEN_TOUCH_INTERVAL:
-        return
-    try:
-        WebhookToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    except DatabaseError:
-        logger.warning("Could not record the use of webhook token %s", token.pk, exc_info=True)

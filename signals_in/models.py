@@ -167,7 +167,11 @@ class Signal(models.Model):
                 fields=["strategy", "external_id"], condition=~Q(external_id=""), name="signal_unique_external_id"
             ),
         ]
-        indexes = [models.Index(fields=["strategy", "body_hash", "received_at"], name="signal_duplicate_lookup")]
+        indexes = [
+            models.Index(fields=["strategy", "body_hash", "received_at"], name="signal_duplicate_lookup"),
+            # The hand-off's sweep (signals_in.handoff): RECEIVED is a short-lived state, so this stays small.
+            models.Index(fields=["received_at"], name="signal_awaiting_handoff", condition=models.Q(status="received")),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.ticker}"

@@ -3,14 +3,17 @@
 Continuous symbols (`NQ1!`, `CME_MINI:MNQ1!`, `NQ2!` for the next one) follow the roll table
 (Instrument.rolls_on, through Instrument.objects.front_of); explicit contracts may be written
 `MNQZ2026`, `MNQZ26`, `MNQZ6` or `MNQ 12-26`; a bare root (`MNQ`) means its front contract.
-`read_ticker` is pure; `resolve_ticker` and `contract_for_ticker` ask the database (one query).
+`read_ticker` is pure; `resolve_ticker` and `contract_for_ticker` ask the database (one query), and
+`contract_lookup` gives that query for the caller to run.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -94,26 +97,46 @@ def resolve_ticker(text: str, *, on: date | None = None) -> Instrument:
 
 
 def contract_for_ticker(text: str, *, on: date | None = None) -> Contract:
-    """The same as resolve_ticker in one query and without the ORM's per-call cost (the webhook's
-    hot path): the query is built by the ORM once per product and day, then only executed."""
+    """The same as resolve_ticker in one query and without the ORM's per-call cost."""
+    lookup = contract_lookup(text, on=on)
+    with connection.cursor() as cursor:
+        cursor.execute(lookup.sql, lookup.params)
+        return lookup.contract_from(cursor.fetchall())
+
+
+@dataclass(frozen=True)
+class ContractLookup:
+    """The query that finds a ticker's contract, and how to read its rows: split so the webhook
+    intake can run the query on whichever connection it has (signals_in.intake_io)."""
+
+    text: str
+    spec: TickerSpec
+    sql: str
+    params: tuple[object, ...]
+
+    def contract_from(self, rows: Sequence[Sequence[Any]]) -> Contract:
+        """The contract the rows name; ParseError(unknown_ticker) when they name none."""
+        contracts = [Contract(*row) for row in rows]
+        if self.spec.continuous:
+            if len(contracts) < self.spec.continuous:
+                raise _unknown(self.text, f"no tradable {self.spec.root} contract to map it to")
+            return contracts[-1]
+        if not contracts or not _year_matches(contracts[0], self.spec):
+            raise _unknown(self.text, f"no tradable contract {self.spec.symbol} for that year")
+        return contracts[0]
+
+
+def contract_lookup(text: str, *, on: date | None = None) -> ContractLookup:
+    """The query for a ticker's contract today (or `on`), built by the ORM once per product and
+    day, then only executed. ParseError(unknown_ticker) when the spelling cannot be read."""
     spec = read_ticker(text)
     on = on or timezone.localdate()
+    today = timezone.now().date()
     if spec.continuous:
-        contracts = _contracts("front", spec.root, spec.continuous, on, timezone.now().date())
-        if len(contracts) < spec.continuous:
-            raise _unknown(text, f"no tradable {spec.root} contract to map it to")
-        return contracts[-1]
-    found = _contracts("symbol", spec.symbol, 1, on, timezone.now().date())
-    if not found or not _year_matches(found[0], spec):
-        raise _unknown(text, f"no tradable contract {spec.symbol} for that year")
-    return found[0]
-
-
-def _contracts(kind: str, name: str, count: int, on: date, today: date) -> list[Contract]:
-    sql, params = _compiled_query(kind, name, count, on, today)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [Contract(*row) for row in cursor.fetchall()]
+        sql, params = _compiled_query("front", spec.root, spec.continuous, on, today)
+    else:
+        sql, params = _compiled_query("symbol", spec.symbol, 1, on, today)
+    return ContractLookup(text=text, spec=spec, sql=sql, params=params)
 
 
 @lru_cache(maxsize=1024)

@@ -5,26 +5,24 @@ Two doors to the same intake: the Django views (WSGI, the test client, anything 
 Django's URLconf) and `WebhookFastPath`, the ASGI wrapper config/asgi.py puts in front of Django.
 Under ASGI every Django middleware crosses into a worker thread and back twice per request
 (MiddlewareMixin), ~3 ms of CPU before a view runs; the webhook needs none of them (no session,
-cookie, CSRF, user or messages), so the fast path answers /webhooks/ itself and runs the intake
-once in a small thread pool. It hands stored signals to the fan-out after answering (HAND_OFF), so
-the Celery publish is off the answer's path (docs/decisions/0016).
+cookie, CSRF, user or messages), so the fast path answers /webhooks/ itself and runs the intake on
+the event loop (signals_in.intake_io; on the demo's SQLite, in a thread). Nothing is published
+from here: the stored signal's notification reaches the hand-off process (docs/decisions/0019).
 """
 
 import asyncio
 import json
 import logging
-import queue
 import re
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from signals_in import intake
+from signals_in import intake, intake_io
 from signals_in.parsing import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -66,49 +64,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# A few threads, not one per request: the intake is mostly waiting on PostgreSQL and Redis, and
-# more threads only fight over the GIL (slower answers for every request on the server).
-_INTAKE_THREADS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="webhook-intake")
+# The demo's SQLite has no asynchronous driver: there the intake runs in this thread instead.
+_SQLITE_INTAKE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-intake")
 
 
-class HandOff:
-    """One thread that hands stored signals to the fan-out once their answers have gone out. What
-    queues up while it publishes goes in one batch. Signals still queued when the process ends are
-    picked up by the sweep (`intake.signals_to_hand_off_again`)."""
-
-    def __init__(self) -> None:
-        self.pending: queue.Queue[list[int]] = queue.Queue()
-        self._started = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, signal_ids: list[int]) -> None:
-        if self._thread is None:
-            with self._started:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="webhook-handoff", daemon=True)
-                    self._thread.start()
-        self.pending.put(signal_ids)
-
-    def wait(self) -> None:
-        """Until everything submitted so far has been handed off (tests)."""
-        self.pending.join()
-
-    def _run(self) -> None:
-        while True:
-            batches = [self.pending.get()]
-            while True:
-                try:
-                    batches.append(self.pending.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                intake.enqueue_processing([signal_id for batch in batches for signal_id in batch])
-            finally:
-                for _ in batches:
-                    self.pending.task_done()
-
-
-HAND_OFF = HandOff()
 _WEBHOOK_PATH = re.compile(r"^/webhooks/tradingview/(?P<token>[^/]+)/$")
 HEALTH_PATH = "/webhooks/health/"
 
@@ -141,36 +100,29 @@ class WebhookFastPath:
             remote_addr=(scope.get("client") or (None,))[0],
             forwarded_for=headers.get("x-forwarded-for"),
         )
-        loop = asyncio.get_running_loop()
         try:
-            answer, stored = await loop.run_in_executor(_INTAKE_THREADS, _receive_in_thread, request)
+            if connection.vendor == "postgresql":
+                answer = await intake_io.receive_tradingview_webhook(request)
+            else:
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    _SQLITE_INTAKE_THREAD, _receive_in_thread, request
+                )
         except Exception:
             # Nothing was stored (intake answers every stored signal itself): a 5xx lets
             # TradingView resend it.
             logger.exception("Webhook intake failed before storing the signal")
             await _send_json(send, 500, {"code": "internal_error", "detail": "Try again.", "field": None})
             return
-        try:
-            await _send_json(send, answer.status, answer.body, answer.headers)
-        finally:
-            if stored:
-                HAND_OFF.submit(stored)
+        await _send_json(send, answer.status, answer.body, answer.headers)
 
 
-def _receive_in_thread(request: intake.WebhookRequest) -> tuple[intake.WebhookAnswer, list[int]]:
-    """The answer, and the stored signals to hand to the fan-out once it has been sent."""
+def _receive_in_thread(request: intake.WebhookRequest) -> intake.WebhookAnswer:
     # Django's request_started / request_finished do this around views; here we are our own.
     close_old_connections()
     try:
-        with intake.processing_deferred() as stored:
-            try:
-                return intake.receive_tradingview_webhook(request), stored
-            except Exception:
-                if stored:  # stored before it failed: still fan it out
-                    HAND_OFF.submit(stored)
-                raise
+        return intake.receive_tradingview_webhook(request)
     finally:
-        close_old_connections()  # CONN_MAX_AGE 0: the connection goes back to the pool
+        close_old_connections()
 
 
 async def _read_body(receive: Receive, *, keep: int) -> bytes:

@@ -206,11 +206,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "signals_in.tasks.fanout.expire_waiting_exits_task",
         "schedule": timedelta(seconds=15),
     },
-    # A webhook's fan-out is enqueued after its answer; this hands on any whose enqueue was lost.
-    "hand-off-received-signals": {
-        "task": "signals_in.tasks.intake.hand_off_received_signals_task",
-        "schedule": timedelta(seconds=10),
-    },
     # Time-driven automation rules (end-of-day close, time windows).
     "run-scheduled-rules": {
         "task": "signals_in.tasks.rules.run_scheduled_rules_task",

@@ -2,4 +2,4 @@
 
 Celery's autodiscovery imports this package; importing the modules registers their tasks."""
 
-from signals_in.tasks import copier, fanout, feeds, intake, rules  # noqa: F401
+from signals_in.tasks import copier, fanout, feeds, rules  # noqa: F401

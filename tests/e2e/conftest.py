@@ -98,6 +98,14 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
             stdout=(logs / "worker.log").open("w"),
             stderr=subprocess.STDOUT,
         ),
+        # Received webhook signals reach the fan-out through the hand-off process, as in the Procfile.
+        subprocess.Popen(
+            [sys.executable, "manage.py", "hand_off_signals"],
+            cwd=ROOT,
+            env=env,
+            stdout=(logs / "handoff.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
     ]
     base_url = f"http://127.0.0.1:{port}"
 

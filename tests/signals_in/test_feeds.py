@@ -13,7 +13,7 @@ from django.db import connections
 from django.utils import timezone
 
 from brokers.models import Instrument
-from signals_in import fanout, feeds
+from signals_in import feeds
 from signals_in.models import FeedPoll, PredictionFeed, Signal, SignalSource, SignalStatus, Strategy
 from tests.factories import UserFactory
 
@@ -70,14 +70,6 @@ def feed_server() -> Iterator[FeedServer]:
 
 
 @pytest.fixture
-def fanned_out(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
-    """The fan-out is another module's work: record which signals reached it."""
-    reached: list[int] = []
-    monkeypatch.setattr(fanout, "process_signal", lambda *, signal_id: reached.append(signal_id))
-    return reached
-
-
-@pytest.fixture
 def strategy(paper) -> Strategy:  # type: ignore[no-untyped-def]
     return Strategy.objects.create(name="Momentum model", owner=UserFactory())
 
@@ -93,7 +85,7 @@ def make_feed(server: FeedServer, strategy: Strategy, path: str, **fields) -> Pr
 
 
 def test_a_poll_turns_new_predictions_into_signals_and_enqueues_their_fan_out(
-    feed_server, strategy, paper, fanned_out, commit
+    feed_server, strategy, paper, processed, commit
 ):
     feed = make_feed(feed_server, strategy, "list.json", confidence_sizing=True, headers={"X-Api-Key": API_KEY})
 
@@ -113,7 +105,7 @@ def test_a_poll_turns_new_predictions_into_signals_and_enqueues_their_fan_out(
     assert mnq.payload["size_by_confidence"] is True and mnq.payload["horizon"] == "30m"
     assert (signals["pred-1002"].action, signals["pred-1002"].instrument.symbol) == ("sell", "MESZ6")  # SHORT
     assert signals["pred-1003"].action == "sell"
-    assert sorted(fanned_out) == sorted(s.pk for s in signals.values())
+    assert sorted(processed) == sorted(s.pk for s in signals.values())
     assert (poll.ok, poll.http_status, poll.received, poll.accepted, poll.duplicates, poll.skipped) == (
         True,
         200,
@@ -128,7 +120,7 @@ def test_a_poll_turns_new_predictions_into_signals_and_enqueues_their_fan_out(
     assert (feed.last_error, feed.consecutive_failures) == ("", 0)
 
 
-def test_a_second_poll_of_the_same_predictions_creates_nothing(feed_server, strategy, fanned_out, commit):
+def test_a_second_poll_of_the_same_predictions_creates_nothing(feed_server, strategy, processed, commit):
     feed = make_feed(feed_server, strategy, "list.json")
     with commit():
         feeds.poll_feed_now(feed_id=feed.pk)
@@ -137,11 +129,11 @@ def test_a_second_poll_of_the_same_predictions_creates_nothing(feed_server, stra
 
     assert Signal.objects.filter(strategy=strategy).count() == 3
     assert (second.received, second.accepted, second.duplicates) == (3, 0, 3)
-    assert len(fanned_out) == 3
+    assert len(processed) == 3
     assert FeedPoll.objects.filter(feed=feed).count() == 2
 
 
-def test_bad_low_and_unknown_items_are_counted_as_skipped_with_their_reasons(feed_server, strategy, fanned_out, commit):
+def test_bad_low_and_unknown_items_are_counted_as_skipped_with_their_reasons(feed_server, strategy, processed, commit):
     feed = make_feed(feed_server, strategy, "mixed.json", min_confidence=D("0.5"))
 
     with commit():
@@ -154,7 +146,7 @@ def test_bad_low_and_unknown_items_are_counted_as_skipped_with_their_reasons(fee
     assert "is not BUY, SELL or SHORT" in poll.error
 
 
-def test_continuous_and_explicit_symbols_map_to_contracts(feed_server, strategy, fanned_out, commit):
+def test_continuous_and_explicit_symbols_map_to_contracts(feed_server, strategy, processed, commit):
     feed = make_feed(feed_server, strategy, "wrapped.json")
 
     with commit():
@@ -171,7 +163,7 @@ def test_continuous_and_explicit_symbols_map_to_contracts(feed_server, strategy,
         ("not_a_list.json", 200, 'The feed answer must be a list of predictions or an object {"predictions": [...]}.'),
     ],
 )
-def test_a_failing_feed_is_recorded_and_backs_off(feed_server, strategy, fanned_out, path, status, error):
+def test_a_failing_feed_is_recorded_and_backs_off(feed_server, strategy, processed, path, status, error):
     feed = make_feed(feed_server, strategy, path, poll_interval_seconds=10)
 
     poll = feeds.poll_feed_now(feed_id=feed.pk)
@@ -185,7 +177,7 @@ def test_a_failing_feed_is_recorded_and_backs_off(feed_server, strategy, fanned_
     assert feeds.is_due(feed, now=feed.last_polled_at + timedelta(seconds=20))
 
 
-def test_a_feed_that_does_not_answer_in_time_is_recorded_as_timed_out(feed_server, strategy, fanned_out):
+def test_a_feed_that_does_not_answer_in_time_is_recorded_as_timed_out(feed_server, strategy, processed):
     feed = make_feed(feed_server, strategy, "slow", timeout_seconds=D("0.3"), headers={"Authorization": API_KEY})
 
     started = time.monotonic()
@@ -198,7 +190,7 @@ def test_a_feed_that_does_not_answer_in_time_is_recorded_as_timed_out(feed_serve
     assert feed.consecutive_failures == 1 and API_KEY not in feed.last_error
 
 
-def test_a_recovered_feed_resets_its_failures(feed_server, strategy, fanned_out, commit):
+def test_a_recovered_feed_resets_its_failures(feed_server, strategy, processed, commit):
     feed = make_feed(feed_server, strategy, "list.json")
     PredictionFeed.objects.filter(pk=feed.pk).update(consecutive_failures=4, last_error="Timed out after 5 s.")
 
@@ -209,7 +201,7 @@ def test_a_recovered_feed_resets_its_failures(feed_server, strategy, fanned_out,
     assert (feed.consecutive_failures, feed.last_error) == (0, "")
 
 
-def test_only_enabled_due_feeds_are_polled(feed_server, strategy, fanned_out, commit):
+def test_only_enabled_due_feeds_are_polled(feed_server, strategy, processed, commit):
     now = timezone.now()
     due = make_feed(feed_server, strategy, "list.json", poll_interval_seconds=15)
     make_feed(feed_server, strategy, "wrapped.json", is_enabled=False)

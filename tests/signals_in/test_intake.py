@@ -1,5 +1,7 @@
-"""Webhook intake (service): recorded payloads become Signals, duplicates store nothing, refusals
-are stored with their reason, and four identical deliveries at once give one Signal."""
+"""Webhook intake (service, on Django's connection): recorded payloads become Signals, duplicates
+store nothing, refusals are stored with their reason, and four identical deliveries at once give
+one Signal. The hand-off to the fan-out is in test_handoff.py; the same steps on the event loop
+in test_webhook_view.py."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -8,21 +10,12 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from brokers.models import Instrument
 from brokers.services import DEFAULT_INSTRUMENT_FILE, load_instruments, read_instrument_file
 from signals_in import fanout, intake
 from signals_in.intake import WebhookRequest, client_ip, receive_tradingview_webhook
-from signals_in.models import (
-    TRADINGVIEW_IPS,
-    OutcomeStatus,
-    Signal,
-    SignalOutcome,
-    SignalStatus,
-    Subscription,
-    WebhookToken,
-)
+from signals_in.models import TRADINGVIEW_IPS, Signal, SignalStatus, WebhookToken
 from signals_in.strategies import (
     create_strategy,
     issue_webhook_token,
@@ -30,8 +23,6 @@ from signals_in.strategies import (
     revoke_webhook_token,
     set_passphrase,
 )
-from signals_in.tasks.fanout import process_signal_task
-from signals_in.tasks.intake import hand_off_received_signals_task
 from tests.factories import UserFactory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -41,14 +32,6 @@ TV_IP = TRADINGVIEW_IPS[0]
 @pytest.fixture
 def cme(db) -> None:  # type: ignore[no-untyped-def]
     load_instruments(read_instrument_file(DEFAULT_INSTRUMENT_FILE))
-
-
-@pytest.fixture
-def processed(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
-    """Signal ids whose processing was enqueued (the fan-out itself is tested elsewhere)."""
-    calls: list[int] = []
-    monkeypatch.setattr(fanout, "process_signal", lambda *, signal_id: calls.append(signal_id))
-    return calls
 
 
 @pytest.fixture
@@ -165,14 +148,7 @@ def test_each_recorded_format_is_stored_as_a_received_signal(token, strategy, pr
         else:
             assert getattr(signal, field) == value, field
     assert signal.payload["instrument"] == signal.instrument.symbol
-    assert processed == [signal.pk]  # enqueued on commit
-
-
-def test_processing_is_enqueued_only_on_commit(token, processed, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        deliver(token, BUY_NQ)
-    assert processed == []
-    assert len(callbacks) == 1
+    assert processed == []  # the web side fans nothing out: the hand-off process does (test_handoff.py)
 
 
 # -- Duplicates ---------------------------------------------------------------------------------
@@ -186,7 +162,6 @@ def test_the_same_body_on_the_same_token_is_a_duplicate_and_stores_nothing(token
     assert again.status == 200
     assert again.body == {"signal_id": first.body["signal_id"], "duplicate": True, "status": "received"}
     assert Signal.objects.count() == 1
-    assert processed == [first.body["signal_id"]]
 
 
 def test_the_same_body_after_24_hours_is_a_new_signal(token, processed):
@@ -349,15 +324,18 @@ def test_a_body_over_64_kb_is_rejected_and_kept_cut(token):
     assert len(Signal.objects.get().raw_body) == 64 * 1024
 
 
-def test_an_unexpected_failure_after_storing_still_answers_with_the_id(token, monkeypatch, commit):
-    def broken(*, signal_id: int) -> None:
-        raise RuntimeError("fan-out exploded")
+def test_with_redis_down_the_rate_limit_is_skipped_and_the_signal_taken(token, strategy, monkeypatch):
+    strategy.rate_limit_per_minute = 1
+    strategy.save()
 
-    monkeypatch.setattr(fanout, "process_signal", broken)
-    with commit():
-        answer = deliver(token, BUY_NQ)
+    def redis_down():  # type: ignore[no-untyped-def]
+        raise ConnectionError("Redis is down")
 
-    assert answer.status == 200 and Signal.objects.filter(pk=answer.body["signal_id"]).exists()
+    monkeypatch.setattr(intake, "get_redis", redis_down)
+    answers = [deliver(token, f'{{"ticker": "NQ1!", "action": "buy", "comment": "{n}"}}') for n in range(2)]
+
+    assert [a.status for a in answers] == [200, 200]  # not counted, so neither is refused
+    assert Signal.objects.filter(status=SignalStatus.RECEIVED).count() == 2
 
 
 def test_token_use_is_recorded_at_most_once_a_minute(token, strategy, processed, django_assert_num_queries):
@@ -365,9 +343,9 @@ def test_token_use_is_recorded_at_most_once_a_minute(token, strategy, processed,
     used = WebhookToken.objects.get(strategy=strategy).last_used_at
     assert used is not None
 
-    # token, ticker, then lock + duplicate check + insert in one round trip: no token UPDATE within
-    # the minute
-    with django_assert_num_queries(3):
+    # token and ticker in one round trip, then lock + duplicate check + insert + notify in one: no
+    # token UPDATE within the minute
+    with django_assert_num_queries(2):
         deliver(token, '{"ticker": "NQ1!", "action": "sell"}')
     assert WebhookToken.objects.get(strategy=strategy).last_used_at == used
 
@@ -386,63 +364,3 @@ def test_the_source_address_trusts_x_forwarded_for_only_behind_our_proxies(
 ):
     settings.WEBHOOK_TRUSTED_PROXIES = proxies
     assert client_ip(remote, forwarded) == expected
-
-
-# -- Hand-off to the fan-out ----------------------------------------------------------------------
-
-
-def test_a_deferred_hand_off_is_collected_then_enqueued_by_the_caller(token, processed, commit):
-    with intake.processing_deferred() as stored, commit():
-        answer = deliver(token, BUY_NQ)
-
-    assert processed == [] and stored == [answer.body["signal_id"]]  # the answer can go first
-    intake.enqueue_processing(stored)
-    assert processed == stored
-
-
-def test_a_signal_whose_hand_off_was_lost_is_fanned_out_by_the_sweep(paper, alice, commit, monkeypatch):
-    strategy = create_strategy(name="Lost hand-off", owner=alice)
-    account = paper.open_account("Follower", ref="PAPER-LOST")
-    Subscription.objects.create(strategy=strategy, account=account, fixed_quantity=2)
-    raw = issue_webhook_token(strategy=strategy).raw
-
-    def redis_down(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise ConnectionError("Redis is down")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(process_signal_task, "delay", redis_down)
-        with commit():
-            answer = deliver(raw, '{"ticker": "MES1!", "action": "buy"}')
-    signal = Signal.objects.get(pk=answer.body["signal_id"])
-    assert answer.status == 200 and signal.status == SignalStatus.RECEIVED
-    assert not SignalOutcome.objects.exists()
-
-    with commit():
-        hand_off_received_signals_task()
-    assert not SignalOutcome.objects.exists()  # too young: probably still queued
-
-    Signal.objects.filter(pk=signal.pk).update(received_at=timezone.now() - timedelta(seconds=45))
-    with commit():
-        hand_off_received_signals_task()
-
-    outcome = SignalOutcome.objects.get(signal=signal, account=account)
-    assert outcome.status == OutcomeStatus.ORDERED
-    assert (outcome.order.side, outcome.order.quantity, outcome.order.instrument.root) == ("buy", 2, "MES")
-    signal.refresh_from_db()
-    assert signal.status == SignalStatus.PROCESSED
-
-
-def test_the_sweep_takes_only_received_signals_between_30_seconds_and_5_minutes_old(token, strategy, processed):
-    now = timezone.now()
-    ages = {"young": 5, "lost": 40, "lost later": 280, "too old to trade": 400}
-    ids = {}
-    for name, seconds in ages.items():
-        answer = deliver(token, f'{{"ticker": "NQ1!", "action": "buy", "comment": "{name}"}}')
-        ids[name] = answer.body["signal_id"]
-        Signal.objects.filter(pk=ids[name]).update(received_at=now - timedelta(seconds=seconds))
-    settled = deliver(token, '{"ticker": "NQ1!", "action": "sell"}').body["signal_id"]
-    Signal.objects.filter(pk=settled).update(status=SignalStatus.PROCESSED, received_at=now - timedelta(seconds=60))
-    rejected = deliver(token, '{"ticker": "NQ1!", "action": "hold"}').body["signal_id"]
-    Signal.objects.filter(pk=rejected).update(received_at=now - timedelta(seconds=60))
-
-    assert intake.signals_to_hand_off_again(now=now) == [ids["lost later"], ids["lost"]]  # oldest first
