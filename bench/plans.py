@@ -20,10 +20,11 @@ is not what is measured): stops are not hit, they only move.
 
 Figures:
 - price change -> stop move asked (PlanEvent TRAIL/BREAKEVEN written, modify committed and its
-  send enqueued); price change -> the move made at the broker (the venue's own timestamp of the
-  change, carried in its answer and kept in the OrderEvent MODIFIED payload: the modify had been
-  sent and had arrived; the target is on this one); and price change -> that answer booked by us
-  (the OrderEvent's own time), p50/p90/p99/max;
+  send enqueued); price change -> modify sent (our sender's call to the broker, kept as `sent_at`
+  in the OrderEvent MODIFIED payload; the issue's target is on this one); price change -> the move
+  made at the broker (the venue's own timestamp of the change, carried in its answer and kept as
+  `broker_time`); and price change -> that answer booked by us (the OrderEvent's own time),
+  p50/p90/p99/max;
 - backlog: stop moves asked and not yet answered by the broker, sampled every 0.5 s, the price ->
   asked latency per 5 s window, and how long the work takes to drain once prices stop. "Keeps up"
   means the work drains within 2 s and the moves pending do not grow (the second half's mean under
@@ -337,19 +338,23 @@ def measure(args: argparse.Namespace, stream: dict[str, Any]) -> dict[str, Any]:
         .select_related("plan__instrument")
         .order_by("occurred_at")
     )
-    confirmed: dict[int, list[tuple[float, float | None]]] = {}
+    confirmed: dict[int, list[tuple[float, float | None, float | None]]] = {}
     for order_id, created, payload in (
         OrderEvent.objects.filter(order_id__in={m.order_id for m in moves}, type="modified", created_at__gte=since)
         .order_by("created_at")
         .values_list("order_id", "created_at", "payload")
     ):
-        # The broker's own time of the change (the venue stamps its answer): when the move had
-        # reached it. The event's own time is later: when the answer was booked.
-        at_broker_time = (payload or {}).get("broker_time")
-        applied = datetime.fromisoformat(at_broker_time).timestamp() if at_broker_time else None
-        confirmed.setdefault(order_id, []).append((created.timestamp(), applied))
+        # When our sender called the broker with the move (sent_at), and the broker's own time of
+        # the change (the venue stamps its answer): when it had reached it. The event's own time is
+        # later: when the answer was booked.
+        sent, applied = (
+            datetime.fromisoformat(value).timestamp() if (value := (payload or {}).get(key)) else None
+            for key in ("sent_at", "broker_time")
+        )
+        confirmed.setdefault(order_id, []).append((created.timestamp(), sent, applied))
     asked = Series("price change -> stop move asked (plan event, modify committed)")
     asked_at: list[tuple[float, float]] = []
+    sent_series = Series("price change -> modify sent to the broker (our sender's call)")
     at_broker = Series("price change -> move made at the broker (the venue's time of the change)")
     booked = Series("price change -> the broker's confirmation booked (our OrderEvent MODIFIED)")
     unmatched = 0
@@ -366,16 +371,19 @@ def measure(args: argparse.Namespace, stream: dict[str, Any]) -> dict[str, Any]:
         asked.add(t_event - times[i])
         asked_at.append((times[i] - stream["t_start"], (t_event - times[i]) * 1000))
         after = confirmed.get(move.order_id, [])
-        j = bisect.bisect_left([created for created, _ in after], t_event)
+        j = bisect.bisect_left([created for created, _, _ in after], t_event)
         if j < len(after):
-            created, applied = after[j]
+            created, sent, applied = after[j]
             booked.add(created - times[i])
+            if sent is not None:
+                sent_series.add(sent - times[i])
             if applied is not None:
                 at_broker.add(applied - times[i])
     refused = PlanEvent.objects.filter(kind=PlanEventKind.FAILED).count()
     return {
         "asked": asked,
         "asked_at": asked_at,
+        "sent": sent_series,
         "at_broker": at_broker,
         "booked": booked,
         "moves": len(moves),
@@ -400,7 +408,7 @@ def report(
     )
     print(f"setup: plans attached (and stops placed) in {world['attach_s']:.1f} s")
     print(f"{'':70}{'n':>6}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-    for series in (figures["asked"], figures["at_broker"], figures["booked"]):
+    for series in (figures["asked"], figures["sent"], figures["at_broker"], figures["booked"]):
         s = series.summary()
         print(f"{series.name:70}{s['n']:>6}{fmt(s['p50']):>9}{fmt(s['p90']):>9}{fmt(s['p99']):>9}{fmt(s['max']):>9}")
     print(
@@ -441,12 +449,13 @@ def report(
     # second of work at the measured rate (a handful of moves in flight at 100/s is no backlog).
     rate = figures["moves"] / max(seconds - args.warmup, 1)
     keeps_up = stream["drained"] and stream["drained_s"] < 2.0 and not (second > max(5.0, 0.25 * rate, 2 * first))
-    p99 = figures["at_broker"].summary()["p99"]
+    p99 = figures["sent"].summary()["p99"]
     print(f"keeps up (no growing backlog, drained within 2 s): {'yes' if keeps_up else 'NO'}")
     print(
         f"target price change -> modify sent p99 <= {TARGET_P99_MS:.0f} ms: "
         f"{'met' if p99 <= TARGET_P99_MS else 'MISSED'} "
-        f"({fmt(p99)} ms to the change made at the broker; {fmt(figures['asked'].summary()['p99'])} ms to asked; "
+        f"({fmt(p99)} ms to sent; {fmt(figures['asked'].summary()['p99'])} ms to asked; "
+        f"{fmt(figures['at_broker'].summary()['p99'])} ms to the change made at the broker; "
         f"{fmt(figures['booked'].summary()['p99'])} ms to the confirmation booked)"
     )
     return keeps_up and p99 <= TARGET_P99_MS

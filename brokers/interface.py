@@ -69,6 +69,9 @@ class BrokerOrder:
     stop_price: Decimal | None
     reason: str
     occurred_at: datetime
+    # When we sent the request this report answers (set by the sender on answers to a change, kept
+    # in the MODIFIED event beside the broker's own time); None for pushes and reconciliation.
+    requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,9 @@ def report_from_json(data: dict[str, Any]) -> Report:
     for name in _DECIMALS:
         if fields.get(name) is not None:
             fields[name] = Decimal(fields[name])
-    fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+    for name in ("occurred_at", "requested_at"):
+        if fields.get(name) is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
     if data["kind"] == "fill":
         return BrokerFill(**fields)
     fields["status"] = ReportedStatus(fields["status"])

@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
+from redis.client import Pipeline
 
 from brokers import bars
 from brokers.realtime import publish_quote
@@ -26,7 +27,15 @@ def record_last_price(*, symbol: str, price: Decimal, at: datetime | None = None
 
 
 def get_last_price(symbol: str) -> Decimal | None:
-    value = get_redis().hget(_prices_key(), symbol)
+    return last_price_from(get_redis().hget(_prices_key(), symbol))
+
+
+def ask_last_price(pipeline: Pipeline, symbol: str) -> None:
+    """Queue the read of `symbol`'s last price on a caller's pipeline (its answer: `last_price_from`)."""
+    pipeline.hget(_prices_key(), symbol)
+
+
+def last_price_from(value: str | None) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
 

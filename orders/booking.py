@@ -187,7 +187,8 @@ def _apply_order_report(*, account: TradingAccount, report: BrokerOrder, books: 
             order,
             OrderEventType.MODIFIED,
             detail="Confirmed by the broker: " + "; ".join(changed or ["as asked"]),
-            payload={"broker_time": report.occurred_at},  # when the broker made the change
+            # When we sent the change and when the broker made it: the two sides of its latency.
+            payload={"sent_at": report.requested_at, "broker_time": report.occurred_at},
         )
         order.pending_change = {}
     elif changed:

@@ -26,6 +26,7 @@ from redis.commands.core import Script
 
 from accounts.models import Program, TradingAccount
 from accounts.realtime import on_commit, publish_account_event
+from brokers import market_data
 from brokers.market_data import get_last_price
 from brokers.models import Instrument
 from brokers.ticks import display_price
@@ -214,12 +215,37 @@ def release_follow_up_slot(symbol: str) -> None:
     get_redis().delete(_follow_up_slot(symbol))
 
 
-def _inside_band(symbol: str, price: Decimal) -> bool:
-    band = get_redis().get(_band_key(symbol))
+def _evaluation_inputs(symbol: str) -> tuple[str, Decimal | None, str | None]:
+    """The band version, the newest price and the band, in one round trip. The version is read
+    before the rows the band will be computed from (see _STORE_BAND_SCRIPT)."""
+    pipeline = get_redis().pipeline(transaction=False)
+    pipeline.get(_band_version_key(symbol))
+    market_data.ask_last_price(pipeline, symbol)
+    pipeline.get(_band_key(symbol))
+    version, price, band = pipeline.execute()
+    return str(version or "0"), market_data.last_price_from(price), band
+
+
+def _inside(band: str | None, price: Decimal) -> bool:
     if band is None:
         return False
     up, _, down = str(band).partition("|")
     return (not up or price < Decimal(up)) and (not down or price > Decimal(down))
+
+
+# An evaluation reads one instrument (its tick size and point value, fixed for a contract); read
+# from the database at most every INSTRUMENT_CACHE_SECONDS per process instead of once per run.
+INSTRUMENT_CACHE_SECONDS = 30.0
+_instruments: dict[int, tuple[Instrument, float]] = {}
+
+
+def _instrument(pk: int) -> Instrument:
+    cached = _instruments.get(pk)
+    if cached is not None and time.monotonic() - cached[1] < INSTRUMENT_CACHE_SECONDS:
+        return cached[0]
+    instrument = Instrument.objects.get(pk=pk)
+    _instruments[pk] = (instrument, time.monotonic())
+    return instrument
 
 
 def _band_version_key(symbol: str) -> str:
@@ -565,9 +591,8 @@ def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
     """Evaluate every active plan and emulated trailing stop of `symbol` at its newest price.
     `outside_band_only`: the trailing run of a round, which has nothing to do if the newest price
     is inside the band the leading run left."""
-    version = _band_version(symbol)
-    price = get_last_price(symbol)
-    if price is None or (outside_band_only and _inside_band(symbol, price)):
+    version, price, band = _evaluation_inputs(symbol)
+    if price is None or (outside_band_only and _inside(band, price)):
         return
     now = timezone.now()
     follow_up, triggers = _follow_trailing_orders(symbol, price, version=version)
@@ -579,7 +604,7 @@ def evaluate_symbol(*, symbol: str, outside_band_only: bool = False) -> None:
         )
     )
     if plans:
-        instrument = Instrument.objects.get(pk=plans[0].instrument_id)
+        instrument = _instrument(plans[0].instrument_id)
         for plan in plans:
             plan.instrument = instrument
     contexts = _contexts(plans)

@@ -970,10 +970,12 @@ def _ask_broker_to_modify_all(connection: BrokerConnection, orders: list[Order])
     unknown outcome is reconciled (never sent again)."""
     adapter = registry.get_adapter(connection)
     results: list[BrokerOrder | BrokerError] | None = None
+    requests = [_modify_request(order) for order in orders]
     for delay in (0.0, *SEND_RETRY_DELAYS):
         time.sleep(delay)
         try:
-            results = adapter.modify_orders([_modify_request(order) for order in orders])
+            sent_at = timezone.now()
+            results = adapter.modify_orders(requests)
             break
         except BrokerUnavailable as exc:
             for order in orders:
@@ -997,7 +999,7 @@ def _ask_broker_to_modify_all(connection: BrokerConnection, orders: list[Order])
             record_event(order, OrderEventType.OUTCOME_UNKNOWN, detail=f"Change: {result.message} Reconciling.")
             tasks.reconcile_order_task.apply_async((order.pk,), countdown=RECONCILE_AFTER_UNKNOWN_SECONDS)
         else:
-            answers.append(result)
+            answers.append(replace(result, requested_at=sent_at))
     return answers
 
 

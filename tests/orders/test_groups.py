@@ -4,6 +4,7 @@ Outcomes are read where they matter: our orders and groups, and the orders at th
 """
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -395,6 +396,10 @@ def test_modify_changes_our_record_only_when_the_broker_confirms(alice_account, 
     assert (order.limit_price, order.quantity, order.pending_change) == (D("4992.50"), 3, {})
     assert (at_venue(order).limit_price, at_venue(order).quantity) == (D("4992.50"), 3)
     assert [e.type for e in order.events.order_by("id")][-2:] == ["modify_requested", "modified"]
+    # When we sent it and when the venue made it: the change's latency, on our side and theirs.
+    confirmed = order.events.get(type="modified").payload
+    sent_at, made_at = (datetime.fromisoformat(confirmed[k]) for k in ("sent_at", "broker_time"))
+    assert sent_at <= made_at == at_venue(order).updated_at
 
 
 def test_modify_refused_by_the_broker_leaves_the_old_terms_and_says_why(alice_account, paper, commit):

@@ -2,6 +2,7 @@
 never get a 5xx and never leave anything half stored."""
 
 import json
+import os
 
 import pytest
 from django.test import Client
@@ -282,7 +283,6 @@ def test_the_asgi_fast_path_stores_answers_and_notifies_like_the_view():
 
 
 def test_the_web_launcher_serves_and_stops_every_process_when_one_dies():
-    import os
     import signal
     import socket
     import subprocess
@@ -312,6 +312,19 @@ def test_the_web_launcher_serves_and_stops_every_process_when_one_dies():
                 assert time.monotonic() < deadline, "the web tier never answered"
                 time.sleep(0.2)
 
+        # Each process has its own SO_REUSEPORT socket: the kernel spreads connections over them
+        # (one shared socket left nearly every connection to whichever process woke first).
+        clients = []
+        for _ in range(16):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"GET /webhooks/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+            clients.append(client)
+        served = {pid: _established_connections(pid, port) for pid in children}
+        for client in clients:
+            client.close()
+        assert all(served.values()) and sum(served.values()) == 16, served
+
         os.kill(children[0], signal.SIGKILL)
         assert launcher.wait(timeout=30) == 128 + signal.SIGKILL
         for pid in children[1:]:
@@ -321,3 +334,21 @@ def test_the_web_launcher_serves_and_stops_every_process_when_one_dies():
         if launcher.poll() is None:
             launcher.send_signal(signal.SIGTERM)
             launcher.wait(timeout=30)
+
+
+def _established_connections(pid: int, port: int) -> int:
+    """Connections to `port` that process `pid` has accepted (Linux /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                count += local_port == port and state == "01" and inode in inodes
+    return count
