@@ -12,6 +12,7 @@ like Django's cursor binds them, so the lock + insert + notify pair still goes a
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,11 +27,26 @@ from config.postgres import psycopg_params
 from signals_in import intake
 
 CONNECTIONS_PER_LOOP = 4
+# How these connections show in pg_stat_activity.
+APPLICATION_NAME = "propdesk webhook intake"
+logger = logging.getLogger(__name__)
 
 
 async def receive_tradingview_webhook(request: intake.WebhookRequest) -> intake.WebhookAnswer:
-    connections = _resources()
-    async with connections.connection() as conn:
+    resources = _resources()
+    try:
+        return await _receive(request, resources)
+    except psycopg.OperationalError:
+        # A kept connection may have died with its server (a PostgreSQL restart): the kept ones
+        # go, and the webhook runs once more on a new one. That is safe even if the first try
+        # stored the signal before its connection broke: the repeat is found as its duplicate.
+        logger.warning("Webhook intake connection failed; once more on a new connection", exc_info=True)
+        await resources.close_idle()
+        return await _receive(request, resources)
+
+
+async def _receive(request: intake.WebhookRequest, resources: _LoopResources) -> intake.WebhookAnswer:
+    async with resources.connection() as conn:
         steps = intake.webhook_steps(request)
         result: Any = None
         while True:
@@ -39,7 +55,7 @@ async def receive_tradingview_webhook(request: intake.WebhookRequest) -> intake.
             except StopIteration as done:
                 return done.value
             try:
-                result = await _perform(step, conn, connections)
+                result = await _perform(step, conn, resources)
             except Exception:
                 if not step.best_effort:
                     raise
@@ -88,11 +104,19 @@ class _LoopResources:
 
     @staticmethod
     async def _connect() -> AsyncConnection[Any]:
-        return await AsyncConnection.connect(**psycopg_params(), autocommit=True, cursor_factory=AsyncClientCursor)
+        return await AsyncConnection.connect(
+            **psycopg_params(),
+            autocommit=True,
+            cursor_factory=AsyncClientCursor,
+            application_name=APPLICATION_NAME,
+        )
 
-    async def close(self) -> None:
+    async def close_idle(self) -> None:
         while self.idle:
             await self.idle.pop().close()
+
+    async def close(self) -> None:
+        await self.close_idle()
         await self.redis.aclose()
 
 

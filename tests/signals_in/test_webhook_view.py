@@ -279,6 +279,45 @@ def test_the_asgi_fast_path_stores_answers_and_notifies_like_the_view():
     assert notified == [str(signal.pk)]  # the received one, once; the rejected one is not fanned out
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_fast_path_survives_its_kept_connections_dying():
+    import asyncio
+
+    import httpx
+    from django.db import connection
+
+    from config.asgi import application
+    from signals_in import intake_io
+
+    load_instruments(read_instrument_file(DEFAULT_INSTRUMENT_FILE))
+    path = issue_webhook_token(strategy=create_strategy(name="Restart", owner=UserFactory())).path
+
+    def end_intake_connections() -> int:  # what a PostgreSQL restart does to them
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [intake_io.APPLICATION_NAME],
+            )
+            return cursor.fetchone()[0]
+
+    async def exchange() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=application, client=("52.89.214.238", 4321))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                before = await client.post(path, content=b'{"ticker": "MNQ1!", "action": "buy"}')
+                assert await asyncio.to_thread(end_intake_connections) == 1  # the one kept
+                after = await client.post(path, content=b'{"ticker": "MNQ1!", "action": "sell"}')
+                return [before, after]
+        finally:
+            await intake_io.close_connections()
+
+    before, after = asyncio.run(exchange())
+
+    assert (before.status_code, after.status_code) == (200, 200)
+    assert after.json()["duplicate"] is False
+    assert Signal.objects.get(pk=after.json()["signal_id"]).action == "sell"
+
+
 # -- The web tier as the Procfile starts it (config/web.py) ----------------------------------------
 
 
