@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 HANDOFF_RETRY_AFTER = timedelta(seconds=30)
 HANDOFF_RETRY_UNTIL = timedelta(minutes=5)
-SWEEP_EVERY_SECONDS = {"postgresql": 5.0}
-SWEEP_EVERY_SECONDS_WITHOUT_NOTIFY = 1.0
+SWEEP_EVERY_SECONDS = 5.0  # PostgreSQL: notifications bring new signals at once
+SWEEP_EVERY_SECONDS_WITHOUT_NOTIFY = 1.0  # SQLite (the demo): the sweep is the only way in
 # After a notification, what else arrives this soon goes in the same publish batch.
 BATCH_WINDOW_SECONDS = 0.002
 SWEEP_LIMIT = 500
@@ -73,7 +73,7 @@ class HandOffLoop:
 
     def __init__(self) -> None:
         self.listens = connection.vendor == "postgresql"
-        self.sweep_every = SWEEP_EVERY_SECONDS.get(connection.vendor, SWEEP_EVERY_SECONDS_WITHOUT_NOTIFY)
+        self.sweep_every = SWEEP_EVERY_SECONDS if self.listens else SWEEP_EVERY_SECONDS_WITHOUT_NOTIFY
         self.handed_off_at: dict[int, float] = {}  # signal id -> monotonic time of our last hand-off
         self.next_sweep = 0.0  # the first turn sweeps: catch up on what arrived while we were down
         self._listener: psycopg.Connection | None = None
