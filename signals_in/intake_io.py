@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,8 +28,13 @@ from config.postgres import psycopg_params
 from signals_in import intake
 
 CONNECTIONS_PER_LOOP = 4
-# How these connections show in pg_stat_activity.
-APPLICATION_NAME = "propdesk webhook intake"
+
+
+def application_name() -> str:
+    """How this process's intake connections show in pg_stat_activity."""
+    return f"propdesk webhook intake {os.getpid()}"
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -108,7 +114,7 @@ class _LoopResources:
             **psycopg_params(),
             autocommit=True,
             cursor_factory=AsyncClientCursor,
-            application_name=APPLICATION_NAME,
+            application_name=application_name(),
         )
 
     async def close_idle(self) -> None:

@@ -133,6 +133,26 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
             stack_redis.delete(*keys)
 
 
+# Celery's queues of the stack, under its key prefix (config/settings: global_keyprefix).
+STACK_QUEUES = ("celery", "orders", "events", "reconcile")
+
+
+@pytest.fixture(autouse=True)
+def _stack_quiet_before_flush(request):  # type: ignore[no-untyped-def]
+    """After a test on the live stack its workers may still be running tasks the test started;
+    the flush that follows (TRUNCATE of every table) then deadlocked with one of their queries.
+    Torn down before pytest-django's flush: waits for the stack's queues to empty, and a moment."""
+    yield
+    if "live_stack" not in request.fixturenames:
+        return
+    stack_redis = redis.Redis.from_url(STACK_REDIS_URL)
+    prefix = f"{stack_environment()['REDIS_KEY_PREFIX']}:celery:"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(stack_redis.llen(prefix + queue) for queue in STACK_QUEUES):
+        time.sleep(0.1)
+    time.sleep(0.5)  # the task taken last is likely still running
+
+
 @pytest.fixture
 def world():  # type: ignore[no-untyped-def]
     """Committed data the stack can see: the CME instruments on the paper venue, alice and bob
