@@ -207,3 +207,9 @@ def test_seed_demo_gives_alice_a_strategy_her_accounts_follow_and_its_webhook_on
     assert "Demo strategy webhook (shown once): POST http://127.0.0.1:8000/webhooks/tradingview/" in first
     assert "/webhooks/tradingview/" not in second  # the token's secret exists nowhere to be shown again
     assert strategy.tokens.count() == 1
+
+
+def test_the_webhook_url_shown_is_on_the_port_make_run_serves(monkeypatch):
+    monkeypatch.setenv("WEB_PORT", "8765")  # make run exports it (and starts the web server there)
+
+    assert "POST http://127.0.0.1:8765/webhooks/tradingview/" in seed()
